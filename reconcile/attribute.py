@@ -1,0 +1,112 @@
+"""Classify each spend-log row: billable to a charge-by id, or why not, and tally each class."""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import math
+from decimal import Decimal
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+
+class RowClass(enum.StrEnum):
+    """What a spend-log row means for billing; every row gets exactly one."""
+
+    BILLABLE = "billable"
+    """Succeeded (or predates statuses), has a charge-by id and a finite cost: one Lago event."""
+    UNATTRIBUTABLE = "unattributable"
+    """Succeeded but has no charge-by id ('' or NULL): LiteLLM's callback cannot bill it either."""
+    FAILED = "failed"
+    """Status other than success: LiteLLM never bills it, even when it carries a partial cost."""
+    INVALID_COST = "invalid_cost"
+    """Billable but for its cost, which is NaN or infinite: no event can carry it."""
+
+
+CLASS_ORDER = tuple(RowClass)
+
+
+def classify(rows: pa.Table) -> pa.Table:
+    """`rows` plus `cost` (float64) and `row_class` columns; failure outranks a missing id."""
+    cost = pc.cast(rows.column("spend"), pa.float64())
+    succeeded = rows.column("succeeded").to_numpy(zero_copy_only=False)
+    has_id = pc.is_valid(rows.column("charge_by_id")).to_numpy(zero_copy_only=False)
+    finite = pc.is_finite(cost).to_numpy(zero_copy_only=False)
+    codes = np.select(
+        [~succeeded, ~has_id, ~finite],
+        [
+            CLASS_ORDER.index(RowClass.FAILED),
+            CLASS_ORDER.index(RowClass.UNATTRIBUTABLE),
+            CLASS_ORDER.index(RowClass.INVALID_COST),
+        ],
+        default=CLASS_ORDER.index(RowClass.BILLABLE),
+    ).astype(np.int8)
+    row_class = pa.DictionaryArray.from_arrays(
+        pa.array(codes, pa.int8()), pa.array([member.value for member in CLASS_ORDER])
+    )
+    return rows.append_column("cost", cost).append_column("row_class", row_class)
+
+
+def billable(classified: pa.Table) -> pa.Table:
+    """Only the rows that call for a Lago event."""
+    return classified.filter(pc.equal(classified.column("row_class"), RowClass.BILLABLE.value))
+
+
+@dataclasses.dataclass(frozen=True)
+class ClassTotal:
+    """How many rows of one class, and their summed cost in USD (NaN and infinities left out)."""
+
+    rows: int = 0
+    spend: Decimal = Decimal(0)
+    rows_with_spend: int = 0
+
+    def __add__(self, other: ClassTotal) -> ClassTotal:
+        return ClassTotal(
+            self.rows + other.rows,
+            self.spend + other.spend,
+            self.rows_with_spend + other.rows_with_spend,
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class Tally:
+    """Rows and spend of each class over everything classified so far."""
+
+    by_class: dict[RowClass, ClassTotal] = dataclasses.field(
+        default_factory=lambda: {member: ClassTotal() for member in CLASS_ORDER}
+    )
+
+    @property
+    def rows(self) -> int:
+        """All rows read, whatever their class."""
+        return sum(total.rows for total in self.by_class.values())
+
+    @property
+    def spend(self) -> Decimal:
+        """All finite spend read, whatever its class."""
+        return sum((total.spend for total in self.by_class.values()), Decimal(0))
+
+    def __getitem__(self, row_class: RowClass) -> ClassTotal:
+        return self.by_class[row_class]
+
+    def __add__(self, other: Tally) -> Tally:
+        return Tally({member: self[member] + other[member] for member in CLASS_ORDER})
+
+
+def tally(classified: pa.Table) -> Tally:
+    """Count and sum one classified chunk."""
+    codes = classified.column("row_class").combine_chunks().indices.to_numpy()
+    cost = classified.column("cost").to_numpy()
+    totals = {}
+    for index, member in enumerate(CLASS_ORDER):
+        member_cost = cost[codes == index]
+        finite = member_cost[np.isfinite(member_cost)]
+        totals[member] = ClassTotal(
+            rows=int(member_cost.size),
+            # fsum is exact to the last bit: a million tiny costs do not drift.
+            spend=Decimal(repr(math.fsum(finite))),
+            rows_with_spend=int(np.count_nonzero(finite)),
+        )
+    return Tally(totals)

@@ -1,0 +1,216 @@
+"""Turn billable spend-log rows into the Lago events that bill them, as JSON lines or CSV.
+
+One event per billable row:
+
+    {"transaction_id": "rc1-…",                  see reconcile.transaction_id
+     "external_subscription_id": <charge-by id>,
+     "code": <event code>,
+     "timestamp": "1793491201.586",              "endTime" in Unix seconds, exact to the ms
+     "properties": {"model", "response_cost", "prompt_tokens", "completion_tokens",
+                    "total_tokens", "input_tokens", "output_tokens", "litellm_request_id"}}
+
+`response_cost` is a plain decimal string ("0.000015", never "1.5e-05": Lago's sums skip
+exponents) holding every digit of the double LiteLLM stored. The token counts appear under
+the names LiteLLM's callback sends (prompt/completion/total) and the names its docs show
+(input/output). The timestamp is a decimal string, as in Lago's own API examples, so a
+resend carries exactly the same value (Lago's ClickHouse store dedupes on it).
+"""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from typing import BinaryIO
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+
+from reconcile.transaction_id import transaction_ids
+
+EVENT_SCHEMA = pa.schema(
+    [
+        ("transaction_id", pa.string()),
+        ("external_subscription_id", pa.string()),
+        ("code", pa.string()),
+        ("timestamp", pa.string()),
+        ("model", pa.string()),
+        ("response_cost", pa.string()),
+        ("prompt_tokens", pa.int64()),
+        ("completion_tokens", pa.int64()),
+        ("total_tokens", pa.int64()),
+        ("litellm_request_id", pa.string()),
+        ("id_basis", pa.int8()),
+    ]
+)
+
+CSV_COLUMNS = (
+    "transaction_id",
+    "external_subscription_id",
+    "code",
+    "timestamp",
+    "model",
+    "response_cost",
+    "prompt_tokens",
+    "completion_tokens",
+    "total_tokens",
+    "input_tokens",
+    "output_tokens",
+    "litellm_request_id",
+)
+
+
+def build_events(billable_rows: pa.Table, code: str) -> pa.Table:
+    """The events (EVENT_SCHEMA) for billable rows, in `"startTime"`, then request id order."""
+    rows = billable_rows.take(
+        pc.sort_indices(
+            billable_rows, sort_keys=[("start_ms", "ascending"), ("request_id", "ascending")]
+        )
+    )
+    ids, basis = transaction_ids(rows, code)
+    return pa.table(
+        [
+            ids,
+            rows.column("charge_by_id"),
+            pa.array([code] * rows.num_rows, pa.string()),
+            unix_seconds_text(rows.column("end_ms").combine_chunks()),
+            rows.column("model"),
+            plain_decimal(rows.column("spend").combine_chunks()),
+            rows.column("prompt_tokens"),
+            rows.column("completion_tokens"),
+            rows.column("total_tokens"),
+            rows.column("request_id"),
+            pa.array(basis, pa.int8()),
+        ],
+        schema=EVENT_SCHEMA,
+    )
+
+
+def unix_seconds_text(milliseconds: pa.Int64Array) -> pa.StringArray:
+    """Unix milliseconds as exact decimal seconds: 1793491201586 -> "1793491201.586"."""
+    values = milliseconds.to_numpy()
+    seconds, millis = np.divmod(np.abs(values), 1000)
+    return pc.binary_join_element_wise(
+        pa.array(np.where(values < 0, "-", "")),
+        pc.cast(pa.array(seconds), pa.string()),
+        ".",
+        pc.utf8_lpad(pc.cast(pa.array(millis), pa.string()), 3, "0"),
+        "",
+    )
+
+
+_SCIENTIFIC = r"^(?P<sign>-?)(?P<lead>\d)(?:\.(?P<rest>\d+))?e(?P<exp_sign>[+-])(?P<exp>\d+)$"
+
+
+def plain_decimal(texts: pa.StringArray) -> pa.StringArray:
+    """Postgres' shortest double texts ("1.5e-05") as plain decimals ("0.000015"), exactly."""
+    scientific = pc.match_substring(texts, "e")
+    if not pc.any(scientific).as_py():
+        return texts
+    originals = texts.filter(scientific)
+    parts = pc.extract_regex(originals, _SCIENTIFIC)
+    exponent = pc.cast(parts.field("exp"), pa.int64()).to_numpy()
+    negative = pc.equal(parts.field("exp_sign"), "-").to_numpy(zero_copy_only=False)
+    # d.ddde-k == 0.(k-1 zeros)dddd
+    small = pc.binary_join_element_wise(
+        parts.field("sign"),
+        "0.",
+        pc.binary_repeat("0", pa.array(np.maximum(exponent - 1, 0))),
+        parts.field("lead"),
+        pc.fill_null(parts.field("rest"), ""),
+        "",
+    )
+    converted = small.to_pylist()
+    # Positive exponents mean a cost of 1e15 USD or more: rare enough for the slow exact path.
+    for index in np.flatnonzero(~negative):
+        converted[index] = format(Decimal(originals[index].as_py()), "f")
+    return pc.replace_with_mask(texts, scientific, pa.array(converted, pa.string()))
+
+
+_NEEDS_ESCAPE = r'[\x00-\x1f"\\]'
+
+
+def _may_need_escape(data: pa.Buffer) -> bool:
+    """Whether the bytes hold a control character, a quote or a backslash."""
+    raw = np.frombuffer(data, dtype=np.uint8)
+    return bool((raw < 0x20).any() or (raw == ord('"')).any() or (raw == ord("\\")).any())
+
+
+def json_escaped(values: pa.StringArray) -> pa.StringArray:
+    """Each value as the inside of a JSON string literal (no quotes; UTF-8 kept as is)."""
+    _, _, data = values.buffers()
+    # One scan of the whole buffer: ids almost never hold quotes, backslashes or controls.
+    if data is None or not _may_need_escape(data):
+        return values
+    needs_escape = pc.match_substring_regex(values, _NEEDS_ESCAPE)
+    escaped = [
+        json.dumps(value, ensure_ascii=False)[1:-1]
+        for value in values.filter(needs_escape).to_pylist()
+    ]
+    return pc.replace_with_mask(values, needs_escape, pa.array(escaped, pa.string()))
+
+
+def json_lines(events: pa.Table) -> pa.StringArray:
+    """One compact JSON object per event, each ending in a newline."""
+    if events.num_rows == 0:
+        return pa.array([], pa.string())
+    column = {name: events.column(name).combine_chunks() for name in events.column_names}
+    prompt = pc.cast(column["prompt_tokens"], pa.string())
+    completion = pc.cast(column["completion_tokens"], pa.string())
+    code = json.dumps(column["code"][0].as_py(), ensure_ascii=False)
+    return pc.binary_join_element_wise(
+        '{"transaction_id":"',
+        column["transaction_id"],
+        '","external_subscription_id":"',
+        json_escaped(column["external_subscription_id"]),
+        f'","code":{code},"timestamp":"',
+        column["timestamp"],
+        '","properties":{"model":"',
+        json_escaped(column["model"]),
+        '","response_cost":"',
+        column["response_cost"],
+        '","prompt_tokens":',
+        prompt,
+        ',"completion_tokens":',
+        completion,
+        ',"total_tokens":',
+        pc.cast(column["total_tokens"], pa.string()),
+        ',"input_tokens":',
+        prompt,
+        ',"output_tokens":',
+        completion,
+        ',"litellm_request_id":"',
+        json_escaped(column["litellm_request_id"]),
+        '"}}\n',
+        "",
+    )
+
+
+def write_jsonl(events: pa.Table, sink: BinaryIO) -> None:
+    """Append the events to `sink` as JSON lines."""
+    lines = json_lines(events)
+    if len(lines):
+        sink.write(_utf8_bytes(lines))
+
+
+def write_csv(events: pa.Table, sink: BinaryIO, *, header: bool) -> None:
+    """Append the events to `sink` as CSV rows (CSV_COLUMNS), with the header row if asked."""
+    table = events.append_column("input_tokens", events.column("prompt_tokens")).append_column(
+        "output_tokens", events.column("completion_tokens")
+    )
+    pacsv.write_csv(
+        table.select(list(CSV_COLUMNS)),
+        sink,
+        write_options=pacsv.WriteOptions(include_header=header, quoting_style="needed"),
+    )
+
+
+def _utf8_bytes(strings: pa.StringArray) -> memoryview:
+    """The concatenated UTF-8 bytes of an Arrow string array without nulls, without copying."""
+    _, offsets_buffer, data_buffer = strings.buffers()
+    if offsets_buffer is None or data_buffer is None:
+        return memoryview(b"")
+    offsets = np.frombuffer(offsets_buffer, dtype=np.int32)
+    first, last = offsets[strings.offset], offsets[strings.offset + len(strings)]
+    return memoryview(data_buffer)[first:last]

@@ -1,0 +1,36 @@
+"""The errors reconcile raises on purpose, and the exit code each one means.
+
+    ReconcileError              exit 1: the run failed; nothing half-done is left behind
+    ├── ConfigError             exit 2: a setting or an argument is wrong; the message names it
+    └── SourceError             exit 1: the spend-log database could not be read
+        └── SourceUnavailable   exit 1: the database did not answer (down, wrong host or port)
+
+Every message is one line that names the problem and the fix, and never carries a password
+or an API key. The CLI prints it without a traceback unless `--debug` is given.
+"""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_CONFIG = 2
+
+
+class ReconcileError(Exception):
+    """A failure reconcile explains itself; `exit_code` is what the CLI exits with."""
+
+    exit_code = EXIT_ERROR
+
+
+class ConfigError(ReconcileError):
+    """A setting, option or argument is missing, malformed or points at the wrong thing."""
+
+    exit_code = EXIT_CONFIG
+
+
+class SourceError(ReconcileError):
+    """The spend-log database refused or failed a read."""
+
+
+class SourceUnavailable(SourceError):
+    """The spend-log database could not be reached; retrying later may succeed."""

@@ -1,0 +1,60 @@
+"""Settings shared with LiteLLM's Lago integration: charge-by mode and event code."""
+
+from __future__ import annotations
+
+import enum
+import unicodedata
+
+from reconcile.errors import ConfigError
+
+
+class ChargeBy(enum.StrEnum):
+    """Which spend-log id a Lago subscription is keyed on (LiteLLM's `LAGO_API_CHARGE_BY`)."""
+
+    END_USER_ID = "end_user_id"
+    USER_ID = "user_id"
+    TEAM_ID = "team_id"
+
+    @property
+    def column(self) -> str:
+        """The `"LiteLLM_SpendLogs"` column holding this id."""
+        return _COLUMNS[self]
+
+
+_COLUMNS = {
+    ChargeBy.END_USER_ID: "end_user",
+    ChargeBy.USER_ID: "user",
+    ChargeBy.TEAM_ID: "team_id",
+}
+
+DEFAULT_CHARGE_BY = ChargeBy.END_USER_ID
+
+
+def parse_charge_by(value: str, *, source: str = "LAGO_API_CHARGE_BY") -> ChargeBy:
+    """Read a charge-by mode the way LiteLLM spells it; `source` names the setting in errors."""
+    try:
+        return ChargeBy(value.strip())
+    except ValueError:
+        modes = ", ".join(mode.value for mode in ChargeBy)
+        raise ConfigError(
+            f"{source}={value!r} is not a charge-by mode: use one of {modes} "
+            "(the same value as LiteLLM's LAGO_API_CHARGE_BY)"
+        ) from None
+
+
+def parse_event_code(value: str | None, *, source: str = "LAGO_API_EVENT_CODE") -> str:
+    """Check a Lago billable-metric code: non-empty, no surrounding blanks, no control chars.
+
+    Control characters are refused because the code is part of every transaction id's input,
+    where they would make two different codes able to produce the same id.
+    """
+    if value is None or not value.strip():
+        raise ConfigError(
+            f"{source} is not set: give the code of the Lago billable metric LiteLLM bills "
+            "(the same value as LiteLLM's LAGO_API_EVENT_CODE), e.g. --event-code openai_tokens"
+        )
+    if value != value.strip():
+        raise ConfigError(f"{source}={value!r} has leading or trailing blanks: remove them")
+    if any(unicodedata.category(char).startswith("C") for char in value):
+        raise ConfigError(f"{source}={value!r} contains control characters: remove them")
+    return value

@@ -1,0 +1,237 @@
+"""Stream a window of `"LiteLLM_SpendLogs"` rows as Arrow tables, in bounded memory."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+from collections.abc import Iterator
+
+import numpy as np
+import psycopg
+import pyarrow as pa
+import pyarrow.csv as pacsv
+from psycopg import pq
+from psycopg import sql as pgsql
+
+from reconcile import queries
+from reconcile.errors import ConfigError, ReconcileError, SourceError, SourceUnavailable
+from reconcile.postgres import Database, connect
+from reconcile.settings import ChargeBy
+from reconcile.window import Window
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CHUNK_ROWS = 20_000
+
+#: One row of the window, as `sql/spend_logs_window.sql` selects it.
+SPEND_ROW_SCHEMA = pa.schema(
+    [
+        ("request_id", pa.string()),
+        ("call_id", pa.string()),
+        ("start_ms", pa.int64()),
+        ("end_ms", pa.int64()),
+        ("created_ms", pa.int64()),
+        ("succeeded", pa.bool_()),
+        ("charge_by_id", pa.string()),
+        ("model", pa.string()),
+        # Postgres' shortest exact text of the double, e.g. "1.5e-05", "NaN": no digit lost.
+        ("spend", pa.string()),
+        ("prompt_tokens", pa.int64()),
+        ("completion_tokens", pa.int64()),
+        ("total_tokens", pa.int64()),
+    ]
+)
+
+REQUIRED_COLUMNS = (
+    "request_id",
+    "startTime",
+    "endTime",
+    "spend",
+    "model",
+    "prompt_tokens",
+    "completion_tokens",
+    "total_tokens",
+    "metadata",
+)
+OPTIONAL_COLUMNS = {"status": "text", "litellm_call_id": "text", "created_at": "timestamp"}
+
+# One thread: chunks are small, and the other core is busy producing them in Postgres.
+_CSV_READ = pacsv.ReadOptions(column_names=SPEND_ROW_SCHEMA.names, use_threads=False)
+_CSV_CONVERT = pacsv.ConvertOptions(
+    column_types=SPEND_ROW_SCHEMA,
+    # COPY's CSV writes NULL unquoted and '' quoted: only the former is null.
+    null_values=[""],
+    strings_can_be_null=True,
+    quoted_strings_can_be_null=False,
+    true_values=["t"],
+    false_values=["f"],
+)
+_CSV_PARSE = pacsv.ParseOptions()
+_CSV_PARSE_MULTILINE = pacsv.ParseOptions(newlines_in_values=True)
+
+
+@contextlib.contextmanager
+def open_snapshot(database: Database) -> Iterator[psycopg.Connection]:
+    """A connection inside one read-only REPEATABLE READ transaction: a consistent snapshot."""
+    with connect(database) as connection:
+        connection.read_only = True
+        connection.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+        try:
+            yield connection
+        finally:
+            connection.rollback()
+
+
+def spend_log_columns(connection: psycopg.Connection, database: Database) -> frozenset[str]:
+    """The table's columns; a clear error when the table is not there."""
+    try:
+        rows = connection.execute(queries.load("spend_logs_columns.sql")).fetchall()
+    except psycopg.Error as error:
+        raise _explain(" ".join(str(error).split()), error.sqlstate or "") from None
+    if not rows:
+        search_path = connection.execute("SHOW search_path").fetchone()
+        raise ConfigError(
+            f'{database.setting} ({database}) has no "LiteLLM_SpendLogs" table '
+            f"(search_path: {search_path[0] if search_path else '?'}): point it at the LiteLLM "
+            "proxy's database, or add ?schema=<name> if LiteLLM uses another schema"
+        )
+    return frozenset(row[0] for row in rows)
+
+
+def window_query(
+    connection: psycopg.Connection, columns: frozenset[str], charge_by: ChargeBy, window: Window
+) -> str:
+    """`sql/spend_logs_window.sql` with its placeholders filled, ready for COPY."""
+    missing = [name for name in (*REQUIRED_COLUMNS, charge_by.column) if name not in columns]
+    if missing:
+        raise ConfigError(
+            f'"LiteLLM_SpendLogs" lacks column(s) {", ".join(missing)}: this is not a LiteLLM '
+            "spend-log table, or its schema is older than LiteLLM's baseline; run the proxy's "
+            "migrations (litellm-proxy-extras)"
+        )
+    optional = {
+        name: pgsql.Identifier(name) if name in columns else pgsql.SQL(f"NULL::{kind}")
+        for name, kind in OPTIONAL_COLUMNS.items()
+    }
+    template = pgsql.SQL(queries.load("spend_logs_window.sql"))
+    query = template.format(charge_by=pgsql.Identifier(charge_by.column), **optional)
+    # COPY takes no server-side parameters: bind the window edges on the client, safely quoted.
+    return psycopg.ClientCursor(connection).mogrify(
+        query, {"since": window.naive_since, "until": window.naive_until}
+    )
+
+
+def read_window(
+    connection: psycopg.Connection,
+    database: Database,
+    charge_by: ChargeBy,
+    window: Window,
+    *,
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
+) -> Iterator[pa.Table]:
+    """Yield the window's rows in chunks of about `chunk_rows`, in `"startTime"` order.
+
+    A chunk never splits one `"startTime"` millisecond: rows that share it (and so may share
+    a transaction id's inputs) always arrive together.
+    """
+    columns = spend_log_columns(connection, database)
+    query = window_query(connection, columns, charge_by, window)
+    pending: pa.Table | None = None
+    for lines in _copy_out(connection, f"COPY ({query}) TO STDOUT (FORMAT csv)", chunk_rows):
+        if pending is None:
+            pending = _parse(lines)
+            continue
+        # More rows follow: hold back the last millisecond, which may go on in them.
+        head, carry = _split_last_millisecond(pending)
+        if head.num_rows:
+            yield head
+        pending = pa.concat_tables([carry, _parse(lines)]).combine_chunks()
+    if pending is not None:
+        yield pending
+
+
+def _split_last_millisecond(table: pa.Table) -> tuple[pa.Table, pa.Table]:
+    start_ms = table.column("start_ms").to_numpy()
+    cut = int(np.searchsorted(start_ms, start_ms[-1], side="left"))
+    return table.slice(0, cut), table.slice(cut)
+
+
+def _parse(lines: list[memoryview]) -> pa.Table:
+    data = b"".join(lines)
+    # COPY sends one line per row: more newlines than rows means a value holds a newline.
+    multiline = data.count(b"\n") != len(lines)
+    table = pacsv.read_csv(
+        io.BytesIO(data),
+        read_options=_CSV_READ,
+        parse_options=_CSV_PARSE_MULTILINE if multiline else _CSV_PARSE,
+        convert_options=_CSV_CONVERT,
+    )
+    return table.combine_chunks()
+
+
+def _copy_out(
+    connection: psycopg.Connection, statement: str, chunk_rows: int
+) -> Iterator[list[memoryview]]:
+    """Run a COPY ... TO STDOUT and yield its rows, `chunk_rows` at a time.
+
+    This drives libpq directly: psycopg's `Copy` iterator costs about a microsecond more per
+    row, a third of the whole job's time on a million rows.
+    """
+    pgconn = connection.pgconn
+    pgconn.send_query(statement.encode())
+    started = pgconn.get_result()
+    if started is None or started.status != pq.ExecStatus.COPY_OUT:
+        _drain(pgconn)
+        raise _read_failure(started, pgconn)
+    get_copy_data = pgconn.get_copy_data
+    finished = False
+    try:
+        while not finished:
+            chunk: list[memoryview] = []
+            append = chunk.append
+            for _ in range(chunk_rows):
+                size, data = get_copy_data(0)
+                if size < 0:
+                    finished = True
+                    break
+                append(data)
+            if chunk:
+                yield chunk
+    except psycopg.OperationalError as error:
+        raise SourceUnavailable(
+            f"the connection to the spend-log database broke: {error}"
+        ) from None
+    ended = pgconn.get_result()
+    _drain(pgconn)
+    if ended is None or ended.status != pq.ExecStatus.COMMAND_OK:
+        raise _read_failure(ended, pgconn)
+
+
+def _drain(pgconn: pq.abc.PGconn) -> None:
+    while pgconn.get_result() is not None:
+        pass
+
+
+def _read_failure(result: pq.abc.PGresult | None, pgconn: pq.abc.PGconn) -> ReconcileError:
+    if result is None:
+        message = pgconn.get_error_message().strip() or "the server closed the connection"
+        return SourceUnavailable(f"reading spend logs failed: {message}")
+    message = " ".join(result.get_error_message().split())
+    return _explain(message, (result.error_field(pq.DiagnosticField.SQLSTATE) or b"").decode())
+
+
+def _explain(message: str, sqlstate: str) -> ReconcileError:
+    if sqlstate == "42501":
+        return ConfigError(
+            f"reading spend logs was refused ({message}): grant the reader SELECT on "
+            '"LiteLLM_SpendLogs" (see sql/readonly_role.sql)'
+        )
+    if sqlstate == "57014":
+        return SourceError(
+            f"reading spend logs was cancelled ({message}): raise statement_timeout for this "
+            "role, or read a shorter window"
+        )
+    if sqlstate.startswith("08"):
+        return SourceUnavailable(f"the connection to the spend-log database broke: {message}")
+    return SourceError(f"reading spend logs failed: {message}")

@@ -1,0 +1,65 @@
+"""The half-open UTC time window [since, until) a run covers, and how users write its edges."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+
+from reconcile.errors import ConfigError
+
+UTC = dt.UTC
+
+
+@dataclasses.dataclass(frozen=True)
+class Window:
+    """[since, until) on the spend logs' `"startTime"`; both edges are aware UTC datetimes."""
+
+    since: dt.datetime
+    until: dt.datetime
+
+    def __post_init__(self) -> None:
+        for edge in (self.since, self.until):
+            if edge.utcoffset() != dt.timedelta(0):
+                raise ValueError(f"window edges must be UTC datetimes, got {edge!r}")
+        if self.since >= self.until:
+            raise ConfigError(
+                f"the window is empty: --since {format_instant(self.since)} is not before "
+                f"--until {format_instant(self.until)}; give an earlier --since or a later --until"
+            )
+
+    @property
+    def naive_since(self) -> dt.datetime:
+        """`since` as LiteLLM stores times: naive UTC (`timestamp without time zone`)."""
+        return self.since.replace(tzinfo=None)
+
+    @property
+    def naive_until(self) -> dt.datetime:
+        """`until` as LiteLLM stores times: naive UTC."""
+        return self.until.replace(tzinfo=None)
+
+    def __str__(self) -> str:
+        return f"[{format_instant(self.since)}, {format_instant(self.until)})"
+
+
+def parse_instant(text: str, *, option: str) -> dt.datetime:
+    """Read `YYYY-MM-DD` (midnight UTC) or an ISO-8601 datetime (naive means UTC) as aware UTC."""
+    value = text.strip()
+    try:
+        if len(value) == 10:
+            parsed = dt.datetime.combine(dt.date.fromisoformat(value), dt.time())
+        else:
+            parsed = dt.datetime.fromisoformat(value.replace(" ", "T", 1))
+    except ValueError:
+        raise ConfigError(
+            f"{option} {text!r} is not a date or time: write YYYY-MM-DD or an ISO-8601 "
+            "datetime such as 2026-11-01T06:00:00Z or 2026-11-01T08:00:00+02:00 (no offset = UTC)"
+        ) from None
+    if parsed.tzinfo is None:
+        return parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC)
+
+
+def format_instant(instant: dt.datetime) -> str:
+    """An aware datetime as compact ISO-8601 UTC, e.g. `2026-11-01T00:00:00Z`."""
+    text = instant.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="milliseconds")
+    return text.removesuffix(".000") + "Z"

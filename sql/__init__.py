@@ -1,0 +1,1 @@
+"""The SQL reconcile runs, as readable files; installed as the package data `reconcile.sql`."""

@@ -1,0 +1,11 @@
+-- A role that can do everything `reconcile` needs on the LiteLLM database, and nothing else:
+-- reconcile only ever reads "LiteLLM_SpendLogs", inside READ ONLY transactions.
+--
+-- Run as the owner of the LiteLLM schema, then set DATABASE_URL to
+--   postgresql://reconcile_reader:<password>@<host>:5432/<litellm database>
+-- Replace <password>; add ?schema=<name> to the URL if LiteLLM does not use "public".
+CREATE ROLE reconcile_reader LOGIN PASSWORD '<password>';
+GRANT USAGE ON SCHEMA public TO reconcile_reader;
+GRANT SELECT ON "LiteLLM_SpendLogs" TO reconcile_reader;
+-- A window is read by one statement; long windows may need more than a strict default:
+-- ALTER ROLE reconcile_reader SET statement_timeout = '15min';

@@ -1,0 +1,104 @@
+"""Fixtures: a real Postgres with LiteLLM's real schema, one fresh database per test."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import socket
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from reconcile.demo.embedded import embedded_postgres
+from reconcile.demo.factory import SpendLog, SpendLogFactory, insert_spend_logs
+from reconcile.demo.litellm_schema import create_database, drop_database, ensure_template
+from reconcile.postgres import Database, connect, parse_database_url
+
+LOCAL_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+
+
+def _answers(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def pg_admin() -> Iterator[Database]:
+    """A server we may create databases on: TEST_DATABASE_URL, else local, else embedded."""
+    if os.environ.get("TEST_DATABASE_URL"):
+        yield parse_database_url(os.environ["TEST_DATABASE_URL"], setting="TEST_DATABASE_URL")
+    elif _answers("127.0.0.1", 5432):
+        yield parse_database_url(LOCAL_SERVER, setting="the local test server")
+    else:
+        with embedded_postgres() as admin:
+            yield admin
+
+
+@pytest.fixture(scope="session")
+def litellm_template(pg_admin: Database) -> str:
+    """LiteLLM's schema (every migration of litellm-proxy-extras), built once per server."""
+    return ensure_template(pg_admin)
+
+
+@pytest.fixture
+def new_database(pg_admin: Database, litellm_template: str) -> Iterator[Callable[[], Database]]:
+    """Make fresh clones of the LiteLLM template; all are dropped after the test."""
+    names: list[str] = []
+
+    def make() -> Database:
+        name = f"reconcile_test_{uuid.uuid4().hex[:12]}"
+        names.append(name)
+        return create_database(pg_admin, name, template=litellm_template)
+
+    yield make
+    for name in names:
+        drop_database(pg_admin, name)
+
+
+@pytest.fixture
+def litellm_db(new_database: Callable[[], Database]) -> Database:
+    """A fresh database with LiteLLM's schema and no rows."""
+    return new_database()
+
+
+@pytest.fixture
+def insert(litellm_db: Database) -> Callable[..., None]:
+    """Write spend-log rows into `litellm_db`."""
+
+    def write(*rows: SpendLog) -> None:
+        with connect(litellm_db) as connection:
+            insert_spend_logs(connection, rows)
+            connection.commit()
+
+    return write
+
+
+@pytest.fixture
+def factory() -> SpendLogFactory:
+    """A seeded factory of realistic rows."""
+    return SpendLogFactory(seed=7)
+
+
+DAY = dt.date(2026, 11, 1)
+MIDNIGHT = dt.datetime(2026, 11, 1)
+
+
+def at(seconds: float) -> dt.datetime:
+    """A naive UTC time `seconds` after 2026-11-01T00:00:00, at millisecond precision."""
+    return MIDNIGHT + dt.timedelta(milliseconds=round(seconds * 1000))
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    """../shared beside the project (Lago's OpenAPI spec, FACTS.md)."""
+    if not SHARED.is_dir():
+        if os.environ.get("RECONCILE_REQUIRE_SHARED"):
+            pytest.fail(f"{SHARED} is missing: CI must have ../shared beside the project")
+        pytest.skip(f"{SHARED} is missing: contract tests need ../shared beside the project")
+    return SHARED
