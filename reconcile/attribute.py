@@ -51,7 +51,8 @@ def classify(rows: pa.Table) -> pa.Table:
 
 def billable(classified: pa.Table) -> pa.Table:
     """Only the rows that call for a Lago event."""
-    return classified.filter(pc.equal(classified.column("row_class"), RowClass.BILLABLE.value))
+    codes = classified.column("row_class").combine_chunks().indices
+    return classified.filter(pc.equal(codes, CLASS_ORDER.index(RowClass.BILLABLE)))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -91,13 +91,14 @@ def unix_seconds_text(milliseconds: pa.Int64Array) -> pa.StringArray:
     """Unix milliseconds as exact decimal seconds: 1793491201586 -> "1793491201.586"."""
     values = milliseconds.to_numpy()
     seconds, millis = np.divmod(np.abs(values), 1000)
-    return pc.binary_join_element_wise(
-        pa.array(np.where(values < 0, "-", "")),
+    text = pc.binary_join_element_wise(
         pc.cast(pa.array(seconds), pa.string()),
-        ".",
         pc.utf8_lpad(pc.cast(pa.array(millis), pa.string()), 3, "0"),
-        "",
+        ".",
     )
+    if values.size and values.min() < 0:  # before 1970: only in damaged data, but exact anyway
+        text = pc.binary_join_element_wise(pa.array(np.where(values < 0, "-", "")), text, "")
+    return text
 
 
 _SCIENTIFIC = r"^(?P<sign>-?)(?P<lead>\d)(?:\.(?P<rest>\d+))?e(?P<exp_sign>[+-])(?P<exp>\d+)$"
@@ -121,11 +122,12 @@ def plain_decimal(texts: pa.StringArray) -> pa.StringArray:
         pc.fill_null(parts.field("rest"), ""),
         "",
     )
-    converted = small.to_pylist()
-    # Positive exponents mean a cost of 1e15 USD or more: rare enough for the slow exact path.
-    for index in np.flatnonzero(~negative):
-        converted[index] = format(Decimal(originals[index].as_py()), "f")
-    return pc.replace_with_mask(texts, scientific, pa.array(converted, pa.string()))
+    if not negative.all():
+        # A positive exponent means a cost of 1e15 USD or more: rare enough for the slow path.
+        large = np.flatnonzero(~negative)
+        exact = [format(Decimal(text), "f") for text in originals.take(large).to_pylist()]
+        small = pc.replace_with_mask(small, pa.array(~negative), pa.array(exact, pa.string()))
+    return pc.replace_with_mask(texts, scientific, small)
 
 
 _NEEDS_ESCAPE = r'[\x00-\x1f"\\]'

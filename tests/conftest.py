@@ -4,40 +4,25 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import socket
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from reconcile.demo.embedded import embedded_postgres
+from reconcile.demo.embedded import any_postgres
 from reconcile.demo.factory import SpendLog, SpendLogFactory, insert_spend_logs
 from reconcile.demo.litellm_schema import create_database, drop_database, ensure_template
-from reconcile.postgres import Database, connect, parse_database_url
+from reconcile.postgres import Database, connect
 
-LOCAL_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
 SHARED = Path(__file__).resolve().parents[2] / "shared"
-
-
-def _answers(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=1):
-            return True
-    except OSError:
-        return False
 
 
 @pytest.fixture(scope="session")
 def pg_admin() -> Iterator[Database]:
     """A server we may create databases on: TEST_DATABASE_URL, else local, else embedded."""
-    if os.environ.get("TEST_DATABASE_URL"):
-        yield parse_database_url(os.environ["TEST_DATABASE_URL"], setting="TEST_DATABASE_URL")
-    elif _answers("127.0.0.1", 5432):
-        yield parse_database_url(LOCAL_SERVER, setting="the local test server")
-    else:
-        with embedded_postgres() as admin:
-            yield admin
+    with any_postgres() as admin:
+        yield admin
 
 
 @pytest.fixture(scope="session")

@@ -391,3 +391,29 @@ def test_spend_log_rows_are_only_read(
     run_events(litellm_db)
     with connect(litellm_db) as connection:
         assert connection.execute(snapshot).fetchone() == before
+
+
+def test_stopping_midway_cancels_the_read_and_leaves_the_connection_usable(
+    litellm_db: Database, insert: Callable[..., None], factory: SpendLogFactory
+) -> None:
+    insert(*factory.day(DAY, 3000))
+    with open_snapshot(litellm_db) as connection:
+        chunks = read_window(connection, litellm_db, ChargeBy.END_USER_ID, window(), chunk_rows=500)
+        assert next(chunks).num_rows > 0
+        chunks.close()
+        assert connection.execute("SELECT 1").fetchone() == (1,)
+
+
+def test_an_error_while_reading_leaves_no_copy_behind(
+    litellm_db: Database,
+    insert: Callable[..., None],
+    factory: SpendLogFactory,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    insert(*factory.day(DAY, 3000))
+    with pytest.raises(RuntimeError, match="downstream"), open_snapshot(litellm_db) as connection:
+        for _ in read_window(
+            connection, litellm_db, ChargeBy.END_USER_ID, window(), chunk_rows=500
+        ):
+            raise RuntimeError("downstream")
+    assert "error ignored in rollback" not in caplog.text

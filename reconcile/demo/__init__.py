@@ -1,0 +1,1 @@
+"""Everything `reconcile demo`, tests and benchmarks need and production does not."""

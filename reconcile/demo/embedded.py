@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import socket
 import tempfile
 import warnings
 from collections.abc import Iterator
@@ -11,6 +13,28 @@ from typing import Any
 
 from reconcile.errors import ConfigError
 from reconcile.postgres import Database, parse_database_url
+
+LOCAL_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+@contextlib.contextmanager
+def any_postgres() -> Iterator[Database]:
+    """A server to create databases on: TEST_DATABASE_URL, else 127.0.0.1:5432, else embedded."""
+    if os.environ.get("TEST_DATABASE_URL"):
+        yield parse_database_url(os.environ["TEST_DATABASE_URL"], setting="TEST_DATABASE_URL")
+    elif _answers("127.0.0.1", 5432):
+        yield parse_database_url(LOCAL_SERVER, setting="the local Postgres")
+    else:
+        with embedded_postgres() as admin:
+            yield admin
+
+
+def _answers(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
 
 
 @contextlib.contextmanager

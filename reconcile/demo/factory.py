@@ -167,9 +167,10 @@ class SpendLogFactory:
         """A cache hit answering the same prompt: zero cost, `<id>_cache_hit<unix time>` id."""
         end = start + dt.timedelta(milliseconds=self.random.randint(3, 40))
         call_id = self.call_id()
+        drawn = end.replace(tzinfo=dt.UTC).timestamp() + self.random.random() / 1000
         return dataclasses.replace(
             of,
-            request_id=f"{of.request_id}_cache_hit{end.replace(tzinfo=dt.UTC).timestamp():.0f}",
+            request_id=f"{of.request_id}_cache_hit{drawn}",
             start=start,
             end=end,
             spend=0.0,
@@ -191,45 +192,51 @@ class SpendLogFactory:
         )
 
     def day(self, day: dt.date, rows: int) -> Iterator[SpendLog]:
-        """`rows` rows of one UTC day's traffic, with every kind of row LiteLLM writes."""
+        """`rows` rows of one UTC day's traffic, in start order, with every kind LiteLLM writes."""
         rnd = self.random
         midnight = dt.datetime.combine(day, dt.time())
+        # More traffic in the working hours of Europe and the Americas.
+        weights = [2 + 8 * math.sin(math.pi * hour / 24) ** 2 for hour in range(24)]
+        hours = rnd.choices(range(24), weights=weights, k=rows)
+        offsets = sorted(hour * 3_600_000 + rnd.randrange(3_600_000) for hour in hours)
         recent: list[SpendLog] = []
+        seen: set[str] = set()
         produced = 0
-        while produced < rows:
-            # More traffic in the working hours of Europe and the Americas.
-            hour = rnd.choices(
-                range(24), weights=[2 + 8 * math.sin(math.pi * h / 24) ** 2 for h in range(24)]
-            )[0]
-            start = midnight + dt.timedelta(hours=hour, milliseconds=rnd.randrange(3_600_000))
-            kind = rnd.random()
-            if kind < 0.05 and recent:
-                row = self.cache_hit(rnd.choice(recent), start)
-            elif kind < 0.06:
-                row = self.failure(start, partial_cost=False)
-            elif kind < 0.07:
-                row = self.failure(start, partial_cost=True)
-            elif kind < 0.085:
-                row = self.success(start, end_user="")
-            elif kind < 0.09:
-                row = self.success(start, end_user=None, team_id=None)
-            elif kind < 0.095:
-                row = self.success(start, litellm_call_id=None)  # proxy 1.91 to 1.102
-            elif kind < 0.097:
-                row = self.success(start, litellm_call_id=None, metadata_call_id=None)  # older
-            elif kind < 0.098 and produced + 2 <= rows:
-                # A client that reuses its x-litellm-call-id: two requests in one millisecond.
-                first = self.success(start)
-                yield first
+        for offset in offsets:
+            if produced >= rows:
+                break
+            start = midnight + dt.timedelta(milliseconds=offset)
+            for row in self._rows_starting(start, recent, room=rows - produced):
+                if row.request_id in seen:
+                    continue  # LiteLLM's writer drops a duplicate request_id too
+                seen.add(row.request_id)
+                if row.status == "success" and row.cache_hit == "False" and len(recent) < 500:
+                    recent.append(row)
+                yield row
                 produced += 1
-                row = self.success(
-                    start,
-                    litellm_call_id=first.litellm_call_id,
-                    metadata_call_id=first.litellm_call_id,
-                )
-            else:
-                row = self.success(start)
-            if row.status == "success" and row.cache_hit == "False" and len(recent) < 500:
-                recent.append(row)
-            yield row
-            produced += 1
+
+    def _rows_starting(  # noqa: PLR0911 (a table of row kinds by frequency)
+        self, start: dt.datetime, recent: list[SpendLog], room: int
+    ) -> list[SpendLog]:
+        """One request starting at `start`, now and then two (a reused client call id)."""
+        kind = self.random.random()
+        if kind < 0.05 and recent:
+            return [self.cache_hit(self.random.choice(recent), start)]
+        if kind < 0.06:
+            return [self.failure(start, partial_cost=False)]
+        if kind < 0.07:
+            return [self.failure(start, partial_cost=True)]
+        if kind < 0.085:
+            return [self.success(start, end_user="")]
+        if kind < 0.09:
+            return [self.success(start, end_user=None, team_id=None)]
+        if kind < 0.095:
+            return [self.success(start, litellm_call_id=None)]  # proxy 1.91 to 1.102
+        if kind < 0.097:
+            return [self.success(start, litellm_call_id=None, metadata_call_id=None)]  # older
+        if kind < 0.098 and room >= 2:
+            # A client that reuses its x-litellm-call-id: two requests in one millisecond.
+            first = self.success(start)
+            call_id = first.litellm_call_id
+            return [first, self.success(start, litellm_call_id=call_id, metadata_call_id=call_id)]
+        return [self.success(start)]

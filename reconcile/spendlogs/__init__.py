@@ -1,0 +1,1 @@
+"""The Postgres edge on the LiteLLM side: reading `"LiteLLM_SpendLogs"`."""
