@@ -411,9 +411,14 @@ def test_an_error_while_reading_leaves_no_copy_behind(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     insert(*factory.day(DAY, 3000))
-    with pytest.raises(RuntimeError, match="downstream"), open_snapshot(litellm_db) as connection:
-        for _ in read_window(
-            connection, litellm_db, ChargeBy.END_USER_ID, window(), chunk_rows=500
-        ):
-            raise RuntimeError("downstream")
+
+    def consume() -> None:
+        with open_snapshot(litellm_db) as connection:
+            for _ in read_window(
+                connection, litellm_db, ChargeBy.END_USER_ID, window(), chunk_rows=500
+            ):
+                raise RuntimeError("downstream")
+
+    with pytest.raises(RuntimeError, match="downstream"):
+        consume()
     assert "error ignored in rollback" not in caplog.text
