@@ -17,7 +17,7 @@ from typing import Any, BinaryIO, TypeVar
 import click
 from click.core import ParameterSource
 
-from reconcile import __version__, commands, render
+from reconcile import commands, render
 from reconcile.errors import EXIT_CONFIG, EXIT_ERROR, ConfigError, ReconcileError
 from reconcile.postgres import Database, parse_database_url
 from reconcile.settings import DEFAULT_CHARGE_BY, ChargeBy, parse_charge_by, parse_event_code
@@ -41,7 +41,7 @@ Exit codes:
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
     epilog=EXIT_CODES_HELP,
 )
-@click.version_option(__version__, prog_name="reconcile")
+@click.version_option(package_name="reconcile", prog_name="reconcile")
 def cli() -> None:
     """Reconcile LiteLLM spend logs with Lago usage events.
 

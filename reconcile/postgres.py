@@ -5,13 +5,12 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from urllib.parse import parse_qsl, quote, urlencode
 
 import psycopg
-import sqlalchemy as sa
 from psycopg import sql
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from reconcile.errors import ConfigError, SourceUnavailable
 
@@ -29,91 +28,103 @@ _PRISMA_ONLY = {
     "sslaccept",
     "sslidentity",
 }
-CONNECT_TIMEOUT_SECONDS = 10
+_URL_PARTS = ("user", "password", "host", "port", "dbname")
+CONNECT_DEFAULTS = {"connect_timeout": "10", "application_name": "reconcile"}
 
 
 @dataclasses.dataclass(frozen=True)
 class Database:
-    """A parsed Postgres URL; its text forms never show the password."""
+    """A Postgres to connect to: libpq parameters, and the setting they came from."""
 
-    url: sa.URL
-    schema: str | None
-    setting: str
-    display: str = dataclasses.field(compare=False)
+    params: Mapping[str, str] = dataclasses.field(repr=False)
+    setting: str = "DATABASE_URL"
+    #: Prisma's `?schema=`: the search_path LiteLLM's tables live in.
+    schema: str | None = None
+
+    def url(self, *, hide_password: bool = False) -> str:
+        """A postgresql:// URL for these parameters (masked: safe to print)."""
+        params = self.params
+        user = quote(params.get("user", ""), safe="")
+        if params.get("password"):
+            user += ":" + ("***" if hide_password else quote(params["password"], safe=""))
+        host = params.get("host", "")
+        query = {key: value for key, value in params.items() if key not in _URL_PARTS}
+        if host.startswith("/") or "," in host:  # sockets and host lists go in the query
+            query = {"host": host, **query}
+            host = ""
+        elif ":" in host:
+            host = f"[{host}]"
+        if params.get("port") and host:
+            host += f":{params['port']}"
+        elif params.get("port"):
+            query = {"port": params["port"], **query}
+        if self.schema:
+            query["schema"] = self.schema
+        netloc = f"{user}@{host}" if user else host
+        tail = f"?{urlencode(query)}" if query else ""
+        return f"postgresql://{netloc}/{quote(params.get('dbname', ''), safe='')}{tail}"
 
     def __str__(self) -> str:
-        return self.display
+        return self.url(hide_password=True)
 
-    def __repr__(self) -> str:
-        return f"Database({self!s}, setting={self.setting!r})"
+    @property
+    def name(self) -> str:
+        """The database name."""
+        return self.params.get("dbname", "")
 
-    def with_database(self, name: str) -> Database:
-        """The same server and credentials, another database on it."""
-        display = _display(make_url(self.display).set(database=name))
-        return dataclasses.replace(self, url=self.url.set(database=name), display=display)
+    def replace(self, **params: str) -> Database:
+        """The same server with some parameters changed (dbname, user, password...)."""
+        return dataclasses.replace(self, params={**self.params, **params})
 
 
 def parse_database_url(raw: str | None, *, setting: str = "DATABASE_URL") -> Database:
-    """Accept `postgresql://` and `postgres://` URLs, Prisma parameters included."""
+    """Accept `postgresql://` and `postgres://` URLs, Prisma's parameters included."""
     if raw is None or not raw.strip():
         raise ConfigError(
             f"{setting} is not set: give the LiteLLM proxy's database, "
             "e.g. postgresql://user:password@host:5432/litellm"
         )
-    try:
-        url = make_url(raw.strip())
-        url.port  # noqa: B018  (parsing the port is deferred until it is read)
-    except (ArgumentError, ValueError):
-        raise ConfigError(
-            f"{setting} is not a valid URL: write it as "
-            "postgresql://user:password@host:5432/dbname (percent-encode special characters "
-            "in the password, e.g. @ as %40)"
-        ) from None
-    if url.drivername not in _SCHEMES:
-        raise ConfigError(
-            f"{setting} is a {url.drivername!r} URL: reconcile reads LiteLLM's PostgreSQL "
-            "database; give a postgresql:// URL"
-        )
-    query = dict(url.query)
-    schema = query.get("schema")
-    dropped = sorted(key for key in query if key in _PRISMA_ONLY)
-    if dropped:
-        log.debug("ignoring Prisma-only URL parameters: %s", ", ".join(dropped))
-    kept = {key: value for key, value in query.items() if key not in _PRISMA_ONLY}
-    display = _display(url.set(drivername="postgresql"))
-    kept.setdefault("connect_timeout", str(CONNECT_TIMEOUT_SECONDS))
-    kept.setdefault("application_name", "reconcile")
-    url = url.set(drivername="postgresql+psycopg", query=kept)
-    return Database(
-        url=url,
-        schema=schema if isinstance(schema, str) else None,
-        setting=setting,
-        display=display,
+    invalid = ConfigError(
+        f"{setting} is not a valid URL: write it as postgresql://user:password@host:5432/dbname "
+        "(percent-encode special characters in the password, e.g. @ as %40)"
     )
-
-
-def _display(url: sa.URL) -> str:
-    """The URL as the user wrote it, password masked (an empty password shows as nothing)."""
-    if not url.password:
-        url = url._replace(password=None)
-    return url.render_as_string(hide_password=True)
-
-
-def conninfo(database: Database) -> str:
-    """The libpq connection string psycopg and psql take (it holds the password: never log it)."""
-    return database.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    scheme, separator, rest = raw.strip().partition("://")
+    if not separator:
+        raise invalid
+    if scheme.lower() not in _SCHEMES:
+        raise ConfigError(
+            f"{setting} is a {scheme!r} URL: reconcile reads LiteLLM's PostgreSQL database; "
+            "give a postgresql:// URL"
+        )
+    base, _, query = rest.partition("?")
+    pairs = parse_qsl(query, keep_blank_values=True)
+    schema = next((value for key, value in pairs if key == "schema"), None)
+    kept = [(key, value) for key, value in pairs if key not in _PRISMA_ONLY]
+    if dropped := sorted({key for key, _ in pairs} & _PRISMA_ONLY - {"schema"}):
+        log.debug("ignoring Prisma-only URL parameters: %s", ", ".join(dropped))
+    try:
+        params = conninfo_to_dict(f"postgresql://{base}" + (f"?{urlencode(kept)}" if kept else ""))
+    except psycopg.ProgrammingError as error:
+        reason = str(error).strip().splitlines()[0]
+        if "query parameter" in reason:
+            raise ConfigError(
+                f"{setting} has an invalid parameter ({reason}): remove it or fix its spelling"
+            ) from None
+        raise invalid from None
+    if not all(part.isdigit() for part in str(params.get("port", "0")).split(",")):
+        raise invalid
+    return Database(
+        params={key: str(value) for key, value in params.items()}, setting=setting, schema=schema
+    )
 
 
 @contextlib.contextmanager
 def connect(database: Database, *, autocommit: bool = False) -> Iterator[psycopg.Connection]:
     """Open a connection in UTC with exact float output, or raise an error that names the fix."""
     try:
-        connection = psycopg.connect(conninfo(database), autocommit=autocommit)
-    except psycopg.ProgrammingError as error:
-        raise ConfigError(
-            f"{database.setting} ({database}) has an invalid parameter: "
-            f"{_first_line(error)}; remove it or fix its spelling"
-        ) from None
+        connection = psycopg.connect(
+            make_conninfo(**{**CONNECT_DEFAULTS, **database.params}), autocommit=autocommit
+        )
     except psycopg.OperationalError as error:
         raise _explain_connect_failure(database, error) from None
     with connection:
@@ -136,25 +147,22 @@ def _explain_connect_failure(database: Database, error: psycopg.OperationalError
     config_failures = (
         ("password authentication failed", "the password was refused: fix the user or password"),
         ("no password supplied", "the server asks for a password: add it to the URL"),
-        ("does not exist", f"{_after_fatal(text)}: fix the user or database name"),
+        ("does not exist", f"{_reason(text)}: fix the user or database name"),
         ("no pg_hba.conf entry", "the server refuses this client: allow it in pg_hba.conf"),
-        ("SSL", f"{_after_fatal(text)}: adjust sslmode in the URL"),
+        ("SSL", f"{_reason(text)}: adjust sslmode in the URL"),
+        ("failed to resolve host", "the host name does not resolve: fix the host"),
         ("could not translate host name", "the host name does not resolve: fix the host"),
     )
     for needle, explanation in config_failures:
         if needle in text:
             return ConfigError(f"{where}: {explanation}")
     return SourceUnavailable(
-        f"{where}: cannot connect ({_after_fatal(text)}): check that Postgres is running "
+        f"{where}: cannot connect ({_reason(text)}): check that Postgres is running "
         "and that the host and port are right"
     )
 
 
-def _after_fatal(text: str) -> str:
+def _reason(text: str) -> str:
     _, _, reason = text.rpartition("FATAL:")
     _, _, reason = reason.rpartition("failed:")
     return reason.strip() or text
-
-
-def _first_line(error: Exception) -> str:
-    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__

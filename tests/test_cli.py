@@ -17,7 +17,7 @@ from conftest import at
 
 from reconcile.cli import cli, main
 from reconcile.demo.factory import SpendLogFactory
-from reconcile.postgres import Database, conninfo
+from reconcile.postgres import Database
 
 ENV_NAMES = (
     "DATABASE_URL",
@@ -30,7 +30,7 @@ ENV_NAMES = (
 
 
 def url_of(database: Database) -> str:
-    return conninfo(database)
+    return database.url()
 
 
 @pytest.fixture(autouse=True)
@@ -204,9 +204,8 @@ def test_bad_settings_end_in_one_line_and_a_documented_exit_code(
 
 
 def test_a_wrong_password_is_a_configuration_error(scram_server: Database) -> None:
-    wrong = scram_server.url.set(password="not-the-password")
-    result = run(["events", *WINDOW, "--event-code", "t", "--database-url",
-                  wrong.set(drivername="postgresql").render_as_string(hide_password=False)])  # fmt: skip
+    wrong = scram_server.replace(password="not-the-password")
+    result = run(["events", *WINDOW, "--event-code", "t", "--database-url", wrong.url()])
     assert result.exit_code == 2, result.stderr
     assert "the password was refused: fix the user or password" in result.stderr
     assert "not-the-password" not in result.stderr
@@ -225,10 +224,7 @@ def scram_server() -> Iterator[Database]:
             hba = connection.execute("SHOW hba_file").fetchone()[0]  # type: ignore[index]
             Path(hba).write_text("local all strict scram-sha-256\n" + Path(hba).read_text())
             connection.execute("SELECT pg_reload_conf()")
-        yield Database(
-            url=admin.url.set(username="strict", password="the-password"), schema=None,
-            setting="DATABASE_URL", display="strict@embedded",
-        )  # fmt: skip
+        yield admin.replace(user="strict", password="the-password")
 
 
 def test_debug_shows_the_traceback_but_still_no_secret() -> None:

@@ -20,7 +20,7 @@ from reconcile.attribute import RowClass
 from reconcile.demo.factory import SpendLog, SpendLogFactory
 from reconcile.demo.litellm_schema import apply_migrations, migration_files
 from reconcile.errors import ConfigError, SourceError
-from reconcile.postgres import Database, connect
+from reconcile.postgres import Database, connect, parse_database_url
 from reconcile.settings import ChargeBy
 from reconcile.spendlogs.read import open_snapshot, read_window
 from reconcile.window import Window, parse_instant
@@ -264,11 +264,8 @@ def test_prisma_schema_parameter_selects_the_schema(
         )
     with pytest.raises(ConfigError, match="add \\?schema=<name>"):
         run_events(litellm_db)
-    from reconcile.postgres import parse_database_url
-
-    with_schema = parse_database_url(
-        str(litellm_db.url.set(drivername="postgresql").render_as_string(False)) + "&schema=litellm"
-    )
+    url = litellm_db.url()
+    with_schema = parse_database_url(url + ("&" if "?" in url else "?") + "schema=litellm")
     summary, events = run_events(with_schema)
     assert summary.events == len(events) == 1
 
@@ -280,7 +277,7 @@ def test_a_table_from_before_may_2025_is_read_too(
     name = f"reconcile_test_{uuid.uuid4().hex[:12]}"
     with connect(pg_admin, autocommit=True) as connection:
         connection.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    old = pg_admin.with_database(name)
+    old = pg_admin.replace(dbname=name)
     try:
         apply_migrations(old, migration_files(before="20250508072103"))
         with connect(old) as connection:
@@ -335,12 +332,7 @@ def test_a_read_only_role_from_sql_readonly_role_is_enough(
     script = script.replace("<password>", uuid.uuid4().hex)
     with connect(litellm_db, autocommit=True) as connection:
         connection.execute(script)  # type: ignore[call-overload]
-    reader = Database(
-        url=litellm_db.url.set(username=role),
-        schema=None,
-        setting="DATABASE_URL",
-        display=f"{role}@test",
-    )
+    reader = litellm_db.replace(user=role)
     try:
         summary, events = run_events(reader)
         assert summary.events == len(events) == 1
@@ -365,7 +357,7 @@ def test_a_statement_timeout_is_reported_with_the_fix(
     with connect(litellm_db, autocommit=True) as connection:
         connection.execute(
             sql.SQL("ALTER DATABASE {} SET statement_timeout = '1ms'").format(
-                sql.Identifier(litellm_db.url.database)
+                sql.Identifier(litellm_db.name)
             )
         )
     with pytest.raises(SourceError, match="raise statement_timeout") as raised:

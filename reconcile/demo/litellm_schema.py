@@ -53,11 +53,10 @@ def psql_executable() -> str:
 
 def psql_command(database: Database) -> tuple[list[str], dict[str, str]]:
     """A psql command line and environment for `database`, the password kept out of argv."""
-    url = database.url
     environment = {**os.environ, "PGOPTIONS": "-c client_min_messages=error"}
-    if url.password:
-        environment["PGPASSWORD"] = str(url.password)
-    target = url._replace(drivername="postgresql", password=None).render_as_string()
+    if database.params.get("password"):
+        environment["PGPASSWORD"] = database.params["password"]
+    target = database.replace(password="").url()
     return [
         psql_executable(),
         "--no-psqlrc",
@@ -108,7 +107,7 @@ def ensure_template(admin: Database) -> str:
                 sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(identifier)
             )
             connection.execute(sql.SQL("CREATE DATABASE {}").format(identifier))
-            apply_migrations(admin.with_database(name), migration_files())
+            apply_migrations(admin.replace(dbname=name), migration_files())
             connection.execute(
                 sql.SQL("COMMENT ON DATABASE {} IS {}").format(
                     identifier, sql.Literal(_TEMPLATE_DONE)
@@ -138,7 +137,7 @@ def create_database(admin: Database, name: str, *, template: str) -> Database:
                     identifier, sql.Identifier(template)
                 )
             )
-    return admin.with_database(name)
+    return admin.replace(dbname=name)
 
 
 def drop_database(admin: Database, name: str) -> None:
