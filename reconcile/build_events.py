@@ -101,33 +101,31 @@ def unix_seconds_text(milliseconds: pa.Int64Array) -> pa.StringArray:
     return text
 
 
-_SCIENTIFIC = r"^(?P<sign>-?)(?P<lead>\d)(?:\.(?P<rest>\d+))?e(?P<exp_sign>[+-])(?P<exp>\d+)$"
-
-
 def plain_decimal(texts: pa.StringArray) -> pa.StringArray:
     """Postgres' shortest double texts ("1.5e-05") as plain decimals ("0.000015"), exactly."""
     scientific = pc.match_substring(texts, "e")
     if not pc.any(scientific).as_py():
         return texts
     originals = texts.filter(scientific)
-    parts = pc.extract_regex(originals, _SCIENTIFIC)
-    exponent = pc.cast(parts.field("exp"), pa.int64()).to_numpy()
-    negative = pc.equal(parts.field("exp_sign"), "-").to_numpy(zero_copy_only=False)
-    # d.ddde-k == 0.(k-1 zeros)dddd
-    small = pc.binary_join_element_wise(
-        parts.field("sign"),
+    mantissa, exponent_text = (
+        pc.list_element(pc.split_pattern(originals, "e"), index) for index in (0, 1)
+    )
+    negative = pc.starts_with(exponent_text, "-").to_numpy(zero_copy_only=False)
+    exponent = np.abs(pc.cast(pc.replace_substring(exponent_text, "+", ""), pa.int64()).to_numpy())
+    # -d.ddde-k == -0.(k-1 zeros)dddd
+    plain = pc.binary_join_element_wise(
+        pc.if_else(pc.starts_with(mantissa, "-"), "-", ""),
         "0.",
         pc.binary_repeat("0", pa.array(np.maximum(exponent - 1, 0))),
-        parts.field("lead"),
-        pc.fill_null(parts.field("rest"), ""),
+        pc.replace_substring(pc.replace_substring(mantissa, "-", ""), ".", ""),
         "",
     )
     if not negative.all():
         # A positive exponent means a cost of 1e15 USD or more: rare enough for the slow path.
         large = np.flatnonzero(~negative)
         exact = [format(Decimal(text), "f") for text in originals.take(large).to_pylist()]
-        small = pc.replace_with_mask(small, pa.array(~negative), pa.array(exact, pa.string()))
-    return pc.replace_with_mask(texts, scientific, small)
+        plain = pc.replace_with_mask(plain, pa.array(~negative), pa.array(exact, pa.string()))
+    return pc.replace_with_mask(texts, scientific, plain)
 
 
 _NEEDS_ESCAPE = r'[\x00-\x1f"\\]'

@@ -146,7 +146,7 @@ def read_window(
         head, carry = _split_last_millisecond(pending)
         if head.num_rows:
             yield head
-        pending = pa.concat_tables([carry, _parse(data, rows)]).combine_chunks()
+        pending = pa.concat_tables([carry, _parse(data, rows)])
     if pending is not None:
         yield pending
 
@@ -166,7 +166,7 @@ def _parse(data: bytearray, rows: int) -> pa.Table:
         parse_options=_CSV_PARSE_MULTILINE if multiline else _CSV_PARSE,
         convert_options=_CSV_CONVERT,
     )
-    return table.combine_chunks()
+    return table
 
 
 def _copy_out(
