@@ -160,13 +160,12 @@ def _split_last_millisecond(table: pa.Table) -> tuple[pa.Table, pa.Table]:
 def _parse(data: bytearray, rows: int) -> pa.Table:
     # COPY sends one line per row: more newlines than rows means a value holds a newline.
     multiline = data.count(b"\n") != rows
-    table = pacsv.read_csv(
+    return pacsv.read_csv(
         pa.BufferReader(pa.py_buffer(data)),
         read_options=_CSV_READ,
         parse_options=_CSV_PARSE_MULTILINE if multiline else _CSV_PARSE,
         convert_options=_CSV_CONVERT,
     )
-    return table
 
 
 def _copy_out(
