@@ -203,6 +203,13 @@ def test_bad_settings_end_in_one_line_and_a_documented_exit_code(
     assert "Traceback" not in result.stderr
 
 
+def test_a_database_without_litellms_table_is_a_configuration_error(pg_admin: Database) -> None:
+    result = run(["events", *WINDOW, "--event-code", "t", "--database-url", pg_admin.url()])
+    assert result.exit_code == 2, result.stderr
+    assert 'has no "LiteLLM_SpendLogs" table' in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
 def test_a_wrong_password_is_a_configuration_error(scram_server: Database) -> None:
     wrong = scram_server.replace(password="not-the-password")
     result = run(["events", *WINDOW, "--event-code", "t", "--database-url", wrong.url()])
