@@ -1,0 +1,85 @@
+"""The `reconcile` command line: thin glue from options and env vars to `reconcile.commands`."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import traceback
+
+import click
+
+from reconcile.cli import demo, events
+from reconcile.cli.options import EXIT_CODES_HELP
+from reconcile.errors import EXIT_ERROR, ReconcileError
+
+
+@click.group(
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+    epilog=EXIT_CODES_HELP,
+)
+@click.version_option(package_name="reconcile", prog_name="reconcile")
+def cli() -> None:
+    """Reconcile LiteLLM spend logs with Lago usage events.
+
+    Reads the per-request spend logs of a LiteLLM proxy (its Postgres table
+    "LiteLLM_SpendLogs") and turns them into the Lago events that bill them, with stable
+    transaction ids, so that what Lago holds can be checked and completed exactly once.
+
+    Configuration uses the same environment variables as LiteLLM's Lago integration
+    (DATABASE_URL, LAGO_API_EVENT_CODE, LAGO_API_CHARGE_BY); every one can also be given as
+    an option, and the option wins. Add --debug to any command for tracebacks and debug logs.
+    """
+
+
+cli.add_command(events.events)
+cli.add_command(demo.demo)
+
+
+def _debug_requested(args: list[str]) -> bool:
+    options = args[: args.index("--")] if "--" in args else args
+    return "--debug" in options or os.environ.get("RECONCILE_DEBUG", "") not in ("", "0")
+
+
+def _configure_logging(debug: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if debug else logging.INFO,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s" if debug else "%(message)s",
+    )
+    for noisy in ("httpx", "httpcore", "asyncio", "pgserver"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def main(args: list[str] | None = None) -> None:
+    """Run the CLI and exit with its documented code; errors are one line unless --debug."""
+    argv = list(sys.argv[1:] if args is None else args)
+    debug = _debug_requested(argv)
+    _configure_logging(debug)
+    try:
+        code = cli.main(argv, prog_name="reconcile", standalone_mode=False)
+    except click.ClickException as error:
+        error.show()
+        code = error.exit_code
+    except click.Abort:
+        click.echo("reconcile: interrupted", err=True)
+        code = EXIT_ERROR
+    except ReconcileError as error:
+        if debug:
+            traceback.print_exc()
+        click.echo(f"reconcile: error: {error}", err=True)
+        code = error.exit_code
+    except BrokenPipeError:
+        # The reader of stdout went away (e.g. `| head`): not an error worth a traceback.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        code = EXIT_ERROR
+    except Exception as error:
+        if debug:
+            raise
+        click.echo(
+            f"reconcile: internal error: {type(error).__name__}: {error} "
+            "(run again with --debug for the traceback)",
+            err=True,
+        )
+        code = EXIT_ERROR
+    sys.exit(code if isinstance(code, int) else 0)
