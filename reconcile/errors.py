@@ -2,8 +2,13 @@
 
     ReconcileError              exit 1: the run failed; nothing half-done is left behind
     ├── ConfigError             exit 2: a setting or an argument is wrong; the message names it
-    └── SourceError             exit 1: the spend-log database could not be read
-        └── SourceUnavailable   exit 1: the database did not answer (down, wrong host or port)
+    ├── SourceError             exit 1: the spend-log database could not be read
+    │   └── SourceUnavailable   exit 1: the database did not answer (down, wrong host or port)
+    └── LagoError               exit 1: Lago failed a request
+        ├── LagoUnavailable     exit 1: Lago kept failing (5xx, 429, timeouts) past the retries
+        └── LagoRejected        exit 1: Lago refused events; each transaction id and reason named
+
+A wrong Lago key (401, 403) or base URL (404) is a ConfigError.
 
 Every message is one line that names the problem and the fix, and never carries a password
 or an API key. The CLI prints it without a traceback unless `--debug` is given.
@@ -34,3 +39,15 @@ class SourceError(ReconcileError):
 
 class SourceUnavailable(SourceError):
     """The spend-log database could not be reached; retrying later may succeed."""
+
+
+class LagoError(ReconcileError):
+    """Lago failed or refused a request."""
+
+
+class LagoUnavailable(LagoError):
+    """Lago did not answer successfully within the retry budget; trying later may succeed."""
+
+
+class LagoRejected(LagoError):
+    """Lago refused events for reasons a retry will not change."""

@@ -268,3 +268,45 @@ def test_the_help_names_every_environment_variable() -> None:
     result = CliRunner().invoke(cli, ["events", "--help"])
     for name in ("DATABASE_URL", "LAGO_API_EVENT_CODE", "LAGO_API_CHARGE_BY"):
         assert name in result.output
+
+
+def test_the_lago_emulator_serves_until_interrupted() -> None:
+    import signal
+
+    import httpx
+
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "reconcile",
+            "lago-emulator",
+            "--port",
+            "0",
+            "--store",
+            "clickhouse",
+        ],
+        env={
+            **{k: v for k, v in os.environ.items() if k not in ENV_NAMES},
+            "LAGO_API_KEY": "emulated",
+        },
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        url = process.stdout.readline().strip()
+        assert url.startswith("http://127.0.0.1:")
+        listed = httpx.get(f"{url}/api/v1/events", headers={"Authorization": "Bearer emulated"})
+        assert listed.status_code == 200
+        assert listed.json()["meta"]["total_count"] == 0
+        assert (
+            httpx.get(f"{url}/api/v1/events", headers={"Authorization": "Bearer nope"}).status_code
+            == 401
+        )
+    finally:
+        process.send_signal(signal.SIGINT)
+        _, errors = process.communicate(timeout=30)
+    assert process.returncode == 0, errors
+    assert "clickhouse store" in errors

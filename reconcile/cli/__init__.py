@@ -9,7 +9,7 @@ import traceback
 
 import click
 
-from reconcile.cli import demo, events
+from reconcile.cli import demo, events, lago_emulator
 from reconcile.cli.options import EXIT_CODES_HELP
 from reconcile.errors import EXIT_ERROR, ReconcileError
 
@@ -34,6 +34,7 @@ def cli() -> None:
 
 cli.add_command(events.events)
 cli.add_command(demo.demo)
+cli.add_command(lago_emulator.lago_emulator)
 
 
 def _debug_requested(args: list[str]) -> bool:

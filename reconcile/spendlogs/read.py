@@ -212,7 +212,7 @@ def _copy_out(
 
 
 def _abandon_copy(connection: psycopg.Connection) -> None:
-    """Cancel a COPY still under way (its reader stopped early), so the connection can roll back."""
+    """Cancel a COPY still under way (its reader stopped early): the transaction must roll back."""
     pgconn = connection.pgconn
     if pgconn.transaction_status != pq.TransactionStatus.ACTIVE:
         return

@@ -1,0 +1,93 @@
+"""`reconcile lago-emulator`: a local stand-in for Lago's events API, for tests and demos."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+import click
+
+from reconcile.cli.options import DEBUG_OPTION, EXIT_CODES_HELP
+from reconcile.lago.emulator import DEFAULT_API_KEY, LagoEmulator
+
+log = logging.getLogger(__name__)
+
+
+@click.command("lago-emulator", epilog=EXIT_CODES_HELP)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=click.IntRange(0, 65535), default=3000, show_default=True,
+              help="Port to listen on (Lago's own default); 0 picks a free one.")  # fmt: skip
+@click.option(
+    "--api-key",
+    envvar="LAGO_API_KEY",
+    show_envvar=True,
+    default=DEFAULT_API_KEY,
+    help="The Bearer key clients must send.  [default: lago-emulator-api-key]",
+)
+@click.option(
+    "--store",
+    type=click.Choice(["postgres", "clickhouse"]),
+    default="postgres",
+    show_default=True,
+    help="postgres: duplicates refused (422); clickhouse: every copy kept, as high-usage Lago.",
+)
+@click.option(
+    "--legacy-partial-batches",
+    is_flag=True,
+    help="Behave as Lago before v1.39: a refused batch still stores its good events.",
+)
+@click.option("--latency", type=click.FloatRange(min=0), default=0.0, metavar="SECONDS",
+              help="Wait this long before every answer.")  # fmt: skip
+@click.option("--per-page-cap", type=click.IntRange(min=1), default=None, metavar="N",
+              help="Serve at most N events per page, whatever per_page asks.")  # fmt: skip
+@click.option("--rate-limit", type=click.IntRange(min=0), default=0, metavar="N",
+              help="Answer the first N requests 429 with X-RateLimit-* headers.")  # fmt: skip
+@click.option("--server-errors", type=click.IntRange(min=0), default=0, metavar="N",
+              help="Answer the first N requests 503.")  # fmt: skip
+@click.option("--drop-connections", type=click.IntRange(min=0), default=0, metavar="N",
+              help="Close the first N connections without answering.")  # fmt: skip
+@DEBUG_OPTION
+def lago_emulator(
+    host: str,
+    port: int,
+    api_key: str,
+    store: str,
+    legacy_partial_batches: bool,
+    latency: float,
+    per_page_cap: int | None,
+    rate_limit: int,
+    server_errors: int,
+    drop_connections: int,
+) -> None:
+    """Serve an emulator of Lago's events API (lago-api v1.51) until Ctrl-C.
+
+    It answers POST /api/v1/events and /events/batch, GET /api/v1/events (filters,
+    pagination) and /events/{transaction_id}, and /health, with Lago's status codes and
+    error bodies, keeping events in memory. Point LAGO_API_BASE at the URL it prints on
+    stdout. Faults can be injected to see how a client copes.
+
+    \b
+    Example:
+      export LAGO_API_KEY=local-key
+      reconcile lago-emulator --port 3000 --latency 0.02 --rate-limit 3 &
+      curl -s -H "Authorization: Bearer local-key" localhost:3000/api/v1/events
+    """
+    emulator = LagoEmulator(
+        host=host,
+        port=port,
+        api_key=api_key,
+        store=store,
+        legacy_partial_batches=legacy_partial_batches,
+    )
+    emulator.faults.latency(latency)
+    emulator.faults.per_page_cap(per_page_cap)
+    emulator.faults.rate_limit(rate_limit)
+    emulator.faults.server_error(server_errors)
+    emulator.faults.drop_connections(drop_connections)
+    with emulator:
+        click.echo(emulator.url)
+        log.info("Lago emulator (%s store) listening on %s; Ctrl-C stops it", store, emulator.url)
+        try:
+            threading.Event().wait()
+        except KeyboardInterrupt:
+            log.info("Lago emulator stopped")

@@ -1,0 +1,147 @@
+"""Lago's Rails layer as one pure function: routes, authentication, parameters, JSON bodies.
+
+Copied from config/routes.rb, app/controllers/api/base_controller.rb (auth, 400 on a missing
+parameter), api/v1/events_controller.rb (permitted keys) and Rails itself (JSON parameter
+parsing, deep_munge, ActionDispatch::PublicExceptions for errors nothing rescues).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hmac
+import json
+import re
+from collections.abc import Mapping
+from datetime import datetime
+from http import HTTPStatus
+from typing import Any
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from reconcile.lago.emulator_store import INTERNAL_ERROR, EventStore, Reply, not_found
+
+LAGO_VERSION = "v1.51.0"
+HEALTH = Reply(
+    200,
+    {
+        "version": LAGO_VERSION,
+        "github_url": f"https://github.com/getlago/lago-api/tree/{LAGO_VERSION}",
+        "message": "Success",
+    },
+)
+UNAUTHORIZED = Reply(401, {"status": 401, "error": "Unauthorized"})
+_JSON_TYPES = {"application/json", "text/x-json", "application/jsonrequest"}  # Mime[:json]
+_EVENTS = "/api/v1/events"
+
+
+@dataclasses.dataclass(frozen=True)
+class Request:
+    """An HTTP request as received; header names in lower case."""
+
+    method: str
+    target: str
+    headers: Mapping[str, str]
+    body: bytes = b""
+
+
+def answer(
+    request: Request,
+    store: EventStore,
+    *,
+    api_key: str,
+    received: datetime,
+    per_page_cap: int | None = None,
+) -> Reply:
+    """What Lago answers to `request`, applying it to `store`; `received` stamps new events."""
+    split = urlsplit(request.target)
+    path = re.sub("/+", "/", split.path).rstrip("/") or "/"
+    if (request.method, path) == ("GET", "/health"):
+        return HEALTH
+    action = _route(request.method, path)
+    if action is None:
+        return not_found("resource")  # the catch-all route, reached before any authentication
+    token = request.headers.get("authorization", "").split()[1:2]  # any scheme: `.second`
+    if not token or not hmac.compare_digest(token[0].encode(), api_key.encode()):
+        return UNAUTHORIZED
+    if action == "index":
+        query = dict(parse_qsl(split.query, keep_blank_values=True))  # Rack: the last one wins
+        return store.list_events(query, per_page_cap=per_page_cap)
+    if action == "show":
+        return store.find(unquote(path.rsplit("/", 1)[1]))
+    return _create(action, request, store, received)
+
+
+def _create(action: str, request: Request, store: EventStore, received: datetime) -> Reply:
+    """POST /events or /events/batch, from the JSON body."""
+    params = _json_params(request.headers.get("content-type", ""), request.body)
+    if params is None:  # ActionDispatch::Http::Parameters::ParseError
+        return status_reply(400)
+    if action == "batch":
+        items = params.get("events")
+        if isinstance(items, list):  # `permit(events: [...])` keeps the objects only
+            items = [item for item in items if isinstance(item, dict)]
+        return store.create_batch(items if isinstance(items, list) else None, received)
+    event = params.get("event")
+    if isinstance(event, dict) and event:
+        return store.create(event, received)
+    return _required(event)
+
+
+def status_reply(status: int) -> Reply:
+    """The body Rails' PublicExceptions renders for a status nothing else rendered."""
+    return Reply(status, {"status": status, "error": HTTPStatus(status).phrase})
+
+
+def rails_json(body: Mapping[str, Any]) -> bytes:
+    """JSON as ActiveSupport encodes it: compact, UTF-8, HTML-safe escapes."""
+    text = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
+    for raw, escaped in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026")):
+        text = text.replace(raw, escaped)
+    return text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029").encode()
+
+
+def _route(method: str, path: str) -> str | None:
+    """The events action a request reaches (config/routes.rb); None: the catch-all 404."""
+    if path == _EVENTS:
+        return {"GET": "index", "POST": "create"}.get(method)
+    tail = path.removeprefix(f"{_EVENTS}/")
+    if tail == path or "/" in tail:
+        return None
+    if (method, tail) == ("POST", "batch"):
+        return "batch"
+    return "show" if method == "GET" else None
+
+
+def _json_params(content_type: str, body: bytes) -> dict[str, Any] | None:
+    """Rails' parameters from a JSON body, nils dropped from arrays (deep_munge).
+
+    None when the JSON is malformed; other content types carry no body parameters here.
+    """
+    if content_type.split(";", maxsplit=1)[0].strip().lower() not in _JSON_TYPES or not body:
+        return {}
+    try:
+        data = json.loads(body, parse_constant=_reject_constant)
+    except (ValueError, RecursionError):
+        return None
+    data = _deep_munge(data)
+    return data if isinstance(data, dict) else {"_json": data}
+
+
+def _reject_constant(name: str) -> Any:
+    """Ruby's JSON parser refuses NaN and Infinity."""
+    raise ValueError(name)
+
+
+def _deep_munge(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _deep_munge(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_deep_munge(item) for item in value if item is not None]
+    return value
+
+
+def _required(value: Any) -> Reply:
+    """`params.require(:event)` on a blank value (400), or `.permit` on a non-object (500)."""
+    if value is None or value in ([], {}) or (isinstance(value, str) and not value.strip()):
+        message = "param is missing or the value is empty or invalid: event"
+        return Reply(400, {"status": 400, "error": f"BadRequest: {message}"})
+    return INTERNAL_ERROR
