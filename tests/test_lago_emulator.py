@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import random
 import time
 import uuid
 from collections.abc import Iterator
@@ -582,3 +583,100 @@ def test_litellms_lago_logger_stores_what_lago_would(
         ("POST", "/api/v1/events", 200),
         ("POST", "/api/v1/events", 503),
     ]
+
+
+# Preloading: what single POSTs would have stored, without HTTP
+def test_preload_stores_what_posts_store(lago: LagoEmulator, client: httpx.Client) -> None:
+    sent = [
+        event("a", timestamp=1704067200.123, properties={"l": [1, None], "bb": 2, "a": 1}),
+        event("b"),  # LiteLLM's live callback sends no timestamp: reception time
+        event("c", timestamp="1704067200.123456", precise_total_amount_cents="12.5"),
+        event("d", external_subscription_id=None, code=7),
+        event("e", metadata={"ignored": True}, timestamp=1704067201),
+    ]
+    receptions = [CLOCK + dt.timedelta(seconds=seconds) for seconds in range(len(sent))]
+    for params, at in zip(sent, receptions, strict=True):
+        lago.set_clock(at)
+        assert client.post("/api/v1/events", json={"event": params}).status_code == 200
+    with LagoEmulator(api_key=API_KEY) as preloaded:
+        reception = iter(receptions)
+        assert preloaded.preload(sent, received=lambda _: next(reception)) == len(sent)
+        assert preloaded.requests == []
+        auth = {"Authorization": f"Bearer {API_KEY}"}
+        listed = httpx.get(f"{preloaded.url}/api/v1/events", headers=auth).json()
+
+    def without_ids(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [{**shown, "lago_id": None} for shown in events]
+
+    assert without_ids(listed["events"]) == without_ids(
+        client.get("/api/v1/events").json()["events"]
+    )
+    assert without_ids(preloaded.stored_events()) == without_ids(lago.stored_events())
+
+
+def test_preload_refusals_name_the_event(lago: LagoEmulator) -> None:
+    with pytest.raises(
+        ValueError, match=r"event 2 \(transaction_id 'a'\) refused: Lago answers 422"
+    ):
+        lago.preload([event("a"), event("b"), event("a")])
+    assert [shown["transaction_id"] for shown in lago.stored_events()] == ["a", "b"]
+    assert lago.preload([]) == 0
+
+
+def test_preload_stamps_with_the_emulators_clock(lago: LagoEmulator) -> None:
+    lago.preload([event("a")])
+    lago.preload([event("b")], received=dt.datetime(2027, 1, 1))
+    assert [shown["timestamp"] for shown in lago.stored_events()] == [
+        CLOCK_TEXT,
+        "2027-01-01T00:00:00.000Z",
+    ]
+
+
+def test_listings_see_events_stored_since(lago: LagoEmulator, client: httpx.Client) -> None:
+    lago.preload(event(f"t-{i}", timestamp=1704067200 + i) for i in range(5))
+    assert client.get("/api/v1/events").json()["meta"]["total_count"] == 5
+    client.post("/api/v1/events", json={"event": event("t-9", timestamp=1704067300)})
+    listed = client.get("/api/v1/events", params={"per_page": 2}).json()
+    assert [shown["transaction_id"] for shown in listed["events"]] == ["t-9", "t-4"]
+    assert listed["meta"]["total_count"] == 6
+
+
+@pytest.mark.parametrize("store", ["postgres", "clickhouse"])
+def test_a_preloaded_day_lists_in_hour_slices(store: str) -> None:
+    rng = random.Random(3)
+    day = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
+    offsets = sorted(rng.randrange(86_400 * 10**6) for _ in range(20_000))
+    sent = [
+        event(str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+              external_subscription_id=f"cust_{rng.randrange(500):04d}")
+        for _ in offsets
+    ]  # fmt: skip
+    times = iter(day + dt.timedelta(microseconds=offset) for offset in offsets)
+    with LagoEmulator(api_key=API_KEY, store=store) as lago:
+        assert lago.preload(sent, received=lambda _: next(times)) == len(sent)
+        auth = {"Authorization": f"Bearer {API_KEY}"}
+        seen: list[str] = []
+        with httpx.Client(base_url=lago.url, headers=auth) as http:
+            for hour in range(24):
+                start = day + dt.timedelta(hours=hour)
+                query = {
+                    "code": "tokens",
+                    "timestamp_from": f"{start:%Y-%m-%dT%H}:00:00Z",
+                    "timestamp_to": f"{start:%Y-%m-%dT%H}:59:59.999999Z",
+                    "per_page": 2000,
+                }
+                page = 1
+                while page:
+                    body = http.get("/api/v1/events", params={**query, "page": page}).json()
+                    stamps = [shown["timestamp"] for shown in body["events"]]
+                    assert stamps == sorted(stamps, reverse=True)  # latest first
+                    assert all(stamp.startswith(f"{start:%Y-%m-%dT%H}") for stamp in stamps)
+                    seen.extend(shown["transaction_id"] for shown in body["events"])
+                    page = body["meta"]["next_page"]
+            subscription = http.get(
+                "/api/v1/events",
+                params={"external_subscription_id": "cust_0007", "code": "tokens", "per_page": 1},
+            ).json()
+    assert sorted(seen) == sorted(params["transaction_id"] for params in sent)
+    expected = sum(params["external_subscription_id"] == "cust_0007" for params in sent)
+    assert subscription["meta"]["total_count"] == expected

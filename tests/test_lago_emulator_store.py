@@ -3,14 +3,32 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
+import random
+import re
 import uuid
+from decimal import ROUND_FLOOR, Context, Decimal, localcontext
 from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from reconcile.lago import emulator_store
+from reconcile.lago.emulator_index import EventIndex
+from reconcile.lago.emulator_rails import Request, answer
 from reconcile.lago.emulator_store import MAX_BATCH, EventStore, Reply, Store
-from reconcile.lago.emulator_values import parse_iso8601
+from reconcile.lago.emulator_values import (
+    Unrescued,
+    cast_timestamp,
+    kaminari_limit,
+    map_string,
+    pagination_meta,
+    parse_iso8601,
+    random_uuid,
+    ruby_to_i,
+)
 
 RECEIVED = dt.datetime(2026, 11, 1, 12, 0, 0, 123456, tzinfo=dt.UTC)
 RECEIVED_TEXT = "2026-11-01T12:00:00.123Z"
@@ -184,7 +202,7 @@ def test_clickhouse_keeps_every_copy() -> None:
     store = EventStore(Store.CLICKHOUSE)
     for _ in range(3):
         created(store, event(external_subscription_id="s1"))
-    assert len(store.list_events({}).body["events"]) == 3
+    assert len(store.list_events({}).json()["events"]) == 3
 
 
 def test_postgres_serialization() -> None:
@@ -254,7 +272,7 @@ def test_batch_sizes() -> None:
     assert details(store.create_batch(too_many, RECEIVED)) == {"events": ["too_many_events"]}
     reply = store.create_batch(too_many[:MAX_BATCH], RECEIVED)
     assert reply.status == 200
-    assert len(reply.body["events"]) == len(store.stored_events()) == MAX_BATCH
+    assert len(reply.json()["events"]) == len(store.stored_events()) == MAX_BATCH
 
 
 @pytest.mark.parametrize(
@@ -319,7 +337,7 @@ def test_clickhouse_batches_validate_then_keep_every_copy() -> None:
         "1": {"transaction_id": ["value_is_mandatory"]}
     }
     reply = store.create_batch([event("a"), event("a")], RECEIVED)
-    assert [shown["lago_id"] for shown in reply.body["events"]] == [None, None]
+    assert [shown["lago_id"] for shown in reply.json()["events"]] == [None, None]
     assert len(store.stored_events()) == 2
 
 
@@ -327,7 +345,7 @@ def test_clickhouse_batches_validate_then_keep_every_copy() -> None:
 def listed(store: EventStore, **query: str) -> list[str]:
     reply = store.list_events(query)
     assert reply.status == 200, reply
-    return [shown["transaction_id"] for shown in reply.body["events"]]
+    return [shown["transaction_id"] for shown in reply.json()["events"]]
 
 
 def test_postgres_lists_by_timestamp_desc_then_transaction_id() -> None:
@@ -431,12 +449,329 @@ def test_pagination(
         created(store, event(f"t-{i:03d}"))
     reply = store.list_events(query, per_page_cap=cap)
     assert reply.status == 200
-    assert len(reply.body["events"]) == page_size
+    assert len(reply.json()["events"]) == page_size
     names = ("current_page", "next_page", "prev_page", "total_pages", "total_count")
-    assert reply.body["meta"] == dict(zip(names, meta, strict=True))
+    assert reply.json()["meta"] == dict(zip(names, meta, strict=True))
 
 
 def test_per_page_zero_with_results_is_kaminaris_500() -> None:
     store = EventStore()
     created(store, event())
     assert store.list_events({"per_page": "0"}).status == 500
+
+
+# The listing index against the scan-and-sort it replaced, kept here as the oracle.
+def same(got: Reply, wanted: Reply) -> bool:
+    """Equal answers, however their bodies are held (encoded or not)."""
+    return (got.status, got.json()) == (wanted.status, wanted.json())
+
+
+def scanned(store: EventStore, query: dict[str, str], cap: int | None = None) -> Reply:
+    """EventsQuery as the emulator first answered it: every event shown, filtered, sorted."""
+    bounds: dict[str, int] = {}
+    for name in ("timestamp_from", "timestamp_to"):
+        if name in query:
+            parsed = parse_iso8601(query[name])
+            if parsed is None:
+                return Reply(422, {"status": 422, "error": "Unprocessable Entity",
+                                   "code": "validation_errors", "error_details": {name: ["invalid_date"]}})  # fmt: skip
+            bounds[name] = parsed
+    rows = []
+    for event, shown in zip(store._events, store.stored_events(), strict=True):
+        stored_us = event.timestamp_us
+        if store.store is Store.CLICKHOUSE:  # DateTime64(3), listed by ingested_at
+            stored_us, sort_us = stored_us // 1000 * 1000, event.received_us // 1000
+        else:
+            sort_us = stored_us
+        if (
+            query.get("code", shown["code"]) == shown["code"]
+            and query.get("external_subscription_id", shown["external_subscription_id"])
+            == shown["external_subscription_id"]
+            and bounds.get("timestamp_from", stored_us)
+            <= stored_us
+            <= bounds.get("timestamp_to", stored_us)
+        ):
+            rows.append((sort_us, shown["transaction_id"] or "", shown))
+    rows.sort(key=lambda row: row[1])  # stable sorts: time desc, then transaction_id asc
+    rows.sort(key=lambda row: row[0], reverse=True)
+    page = max(ruby_to_i(query.get("page", "1")), 1)
+    limit = kaminari_limit(query.get("per_page"), cap)
+    if limit == 0 and rows:
+        return Reply(500, {"status": 500, "error": "Internal Server Error"})
+    offset = (page - 1) * limit
+    page_rows = [shown for _, _, shown in rows[offset : offset + limit]]
+    return Reply(200, {"events": page_rows, "meta": pagination_meta(page, limit, len(rows))})
+
+
+# Few distinct values, so that ties, duplicates and empty answers are common.
+SECONDS = 1704067200
+TIMESTAMPS = [None, SECONDS, SECONDS + 1, SECONDS + 0.5, f"{SECONDS}.123", f"{SECONDS}.1234",
+              f"{SECONDS}.123999", f"{SECONDS}.000001", SECONDS - 0.001, "nope", f"{SECONDS}.5"]  # fmt: skip
+BOUNDS = ["2024-01-01T00:00:00Z", "2024-01-01T00:00:00.123Z", "2024-01-01T00:00:00.1234Z",
+          "2024-01-01T00:00:00.5Z", "2024-01-01T00:00:01Z", "2023-12-31T23:59:59.999Z",
+          "2024-01-01", "2026-11-01T12:00:00.123Z", "bad"]  # fmt: skip
+RECEPTIONS = [0, 1, 999, 1000, 1500, -1000, 2_000_000]  # microseconds after RECEIVED
+
+params_strategy = st.fixed_dictionaries(
+    {
+        "transaction_id": st.sampled_from(["a", "b", "c", "d", "", 7]),
+        "code": st.sampled_from(["x", "x", "y", ""]),
+    },
+    optional={
+        "external_subscription_id": st.sampled_from(["s1", "s2", ""]),
+        "timestamp": st.sampled_from(TIMESTAMPS),
+        "properties": st.sampled_from([{}, {"bb": 1, "a": [1, None]}, {"k": "v"}]),
+    },
+)
+query_strategy = st.fixed_dictionaries(
+    {},
+    optional={
+        "code": st.sampled_from(["x", "y", "", "z"]),
+        "external_subscription_id": st.sampled_from(["s1", "s2", "", "s3"]),
+        "timestamp_from": st.sampled_from(BOUNDS),
+        "timestamp_to": st.sampled_from(BOUNDS),
+        "page": st.sampled_from(["1", "2", "3", "7", "0", "-1", "x"]),
+        "per_page": st.sampled_from(["1", "2", "3", "100", "0", "abc"]),
+    },
+)
+operation = st.one_of(
+    st.tuples(st.just("post"), params_strategy, st.sampled_from(RECEPTIONS)),
+    st.tuples(st.just("batch"), st.lists(params_strategy, min_size=1, max_size=4),
+              st.sampled_from(RECEPTIONS)),
+    st.tuples(st.just("list"), query_strategy, st.sampled_from([None, 1, 2])),
+)  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    kind=st.sampled_from(list(Store)),
+    legacy=st.booleans(),
+    operations=st.lists(operation, max_size=25),
+)
+def test_listings_answer_as_a_full_scan_would(
+    kind: Store, legacy: bool, operations: list[tuple[Any, ...]]
+) -> None:
+    store = EventStore(kind, legacy_partial_batches=legacy, organization_id="org")
+    for name, argument, extra in operations:
+        if name == "list":
+            assert same(
+                store.list_events(argument, per_page_cap=extra), scanned(store, argument, extra)
+            )
+            continue
+        at = RECEIVED + dt.timedelta(microseconds=extra)
+        if name == "post":
+            store.create(argument, at)
+        else:
+            store.create_batch(argument, at)
+    for query in ({}, {"per_page": "1000"}, {"code": "x", "per_page": "2", "page": "2"}):
+        assert same(store.list_events(query), scanned(store, query))
+
+
+def iso_ms(milliseconds: int) -> str:
+    moment = dt.datetime(1970, 1, 1, tzinfo=dt.UTC) + dt.timedelta(milliseconds=milliseconds)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@pytest.mark.parametrize("kind", list(Store))
+def test_listings_of_a_larger_store_answer_as_a_full_scan_would(kind: Store) -> None:
+    rng = random.Random(7)
+    store = EventStore(kind, organization_id="org")
+    instants = [SECONDS * 1000 + rng.randrange(3600 * 1000) for _ in range(300)]  # ties
+    for index in range(3000):
+        params = event(
+            f"t-{rng.randrange(2500):04d}",
+            code=rng.choice(["x", "y"]),
+            external_subscription_id=rng.choice(["s1", "s2", "s3", None]),
+        )
+        if rng.random() < 0.8:
+            instant = rng.choice(instants)
+            params["timestamp"] = f"{instant // 1000}.{instant % 1000:03d}"
+        store.create(params, RECEIVED + dt.timedelta(milliseconds=rng.randrange(500)))
+        if index % 1000 == 999:  # listings in between: the index must see what came since
+            queries = [{"per_page": "100", "page": str(rng.randrange(1, 40))} for _ in range(5)]
+            for query in queries:
+                assert same(store.list_events(query), scanned(store, query))
+    for _ in range(300):
+        since, until = rng.choice(instants), rng.choice(instants)  # inverted half the time
+        query = {
+            "timestamp_from": iso_ms(since + rng.choice([0, 0, -1, 1])),
+            "timestamp_to": iso_ms(until + rng.choice([0, 0, -1, 1])),
+            "per_page": str(rng.choice([1, 7, 50, 2000])),
+            "page": str(rng.randrange(1, 5)),
+        }
+        if rng.random() < 0.7:
+            query["code"] = rng.choice(["x", "y", "z"])
+        if rng.random() < 0.5:
+            query["external_subscription_id"] = rng.choice(["s1", "s2", "s3", ""])
+        for name in ("timestamp_from", "timestamp_to"):
+            if rng.random() < 0.2:
+                del query[name]
+        cap = rng.choice([None, 30])
+        assert same(store.list_events(query, per_page_cap=cap), scanned(store, query, cap))
+
+
+@pytest.mark.parametrize("kind", list(Store))
+def test_a_listing_serializes_only_its_page_and_sorts_only_after_inserts(
+    kind: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    serialized: list[str | None] = []
+    rebuilds: list[int] = []
+    serializer = "stored_postgres" if kind is Store.POSTGRES else "stored_clickhouse"
+    original = getattr(emulator_store, serializer)
+    rebuild = EventIndex._rebuild
+
+    def counted(event: Any, *args: Any) -> Any:
+        serialized.append(event.transaction_id)
+        return original(event, *args)
+
+    def counted_rebuild(index: EventIndex) -> None:
+        rebuilds.append(index.version)
+        rebuild(index)
+
+    monkeypatch.setattr(emulator_store, serializer, counted)
+    monkeypatch.setattr(EventIndex, "_rebuild", counted_rebuild)
+    store = EventStore(kind)
+    store.preload(
+        (event(f"t-{i:03d}", timestamp=SECONDS + i) for i in range(300)), received=RECEIVED
+    )
+    third_page = range(279, 269, -1) if kind is Store.POSTGRES else range(20, 30)  # by reception
+    assert listed(store, per_page="10", page="3") == [f"t-{i:03d}" for i in third_page]
+    assert (len(serialized), rebuilds) == (10, [300])
+    listed(store, per_page="10", page="3")
+    listed(store, per_page="20", page="2", code="tokens")
+    assert (len(serialized), rebuilds) == (20, [300])  # 10 new ones: rows 20 to 29
+    created(store, event("t-new", timestamp=SECONDS + 1000), RECEIVED + dt.timedelta(seconds=1))
+    assert listed(store, per_page="1") == ["t-new"]
+    assert rebuilds == [300, 301]
+
+
+def posted(store: EventStore, params: Any, received: dt.datetime) -> Reply:
+    """A single POST /api/v1/events, JSON and Rails included, without a socket."""
+    headers = {"authorization": "Bearer k", "content-type": "application/json"}
+    body = json.dumps({"event": params}).encode()
+    return answer(
+        Request("POST", "/api/v1/events", headers, body), store, api_key="k", received=received
+    )
+
+
+def without_ids(store: EventStore) -> list[dict[str, Any]]:
+    """Stored events, Postgres' random lago_id left out."""
+    if store.store is Store.CLICKHOUSE:
+        return store.stored_events()
+    return [{**shown, "lago_id": None} for shown in store.stored_events()]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    kind=st.sampled_from(list(Store)),
+    events=st.lists(
+        st.tuples(
+            st.one_of(
+                params_strategy, st.just({}), st.sampled_from([{"timestamp": "x"}, {"code": "c"}])
+            ),
+            st.sampled_from(RECEPTIONS),
+        ),
+        max_size=12,
+    ),
+)
+def test_preload_stores_and_refuses_what_single_posts_do(
+    kind: Store, events: list[tuple[dict[str, Any], int]]
+) -> None:
+    by_post, by_preload = (EventStore(kind, organization_id="org") for _ in range(2))
+    times = [RECEIVED + dt.timedelta(microseconds=offset) for _, offset in events]
+    refused = None
+    for index, ((params, _), at) in enumerate(zip(events, times, strict=True)):
+        reply = posted(by_post, params, at)
+        if reply.status != 200:
+            refused = index, params, reply
+            break
+    reception = iter(times)
+    sent = [params for params, _ in events]
+    if refused is None:
+        assert by_preload.preload(sent, received=lambda _: next(reception)) == len(events)
+    else:
+        index, params, reply = refused
+        message = (
+            f"event {index} (transaction_id {params.get('transaction_id')!r}) refused: "
+            f"Lago answers {reply.status} {reply.body}"
+        )
+        with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+            by_preload.preload(sent, received=lambda _: next(reception))
+    assert without_ids(by_preload) == without_ids(by_post)
+
+
+def test_preload_refuses_what_rails_refuses() -> None:
+    store = EventStore()
+    with pytest.raises(ValueError, match=r"event 1 .* 400 .*param is missing"):
+        store.preload([event("a"), {}])
+    with pytest.raises(
+        ValueError, match=r"event 0 \(transaction_id None\) refused: Lago answers 500"
+    ):
+        store.preload(["not an object"])  # type: ignore[list-item]
+    with pytest.raises(ValueError, match="value_already_exist"):
+        store.preload(
+            [event("b", external_subscription_id="s"), event("b", external_subscription_id="s")]
+        )
+    assert [shown["transaction_id"] for shown in store.stored_events()] == ["a", "b"]
+
+
+def test_preload_stamps_reception_time() -> None:
+    store = EventStore(Store.CLICKHOUSE)
+    assert store.preload([event("a")], received=RECEIVED) == 1
+    before = dt.datetime.now(dt.UTC)
+    assert store.preload(iter([event("b"), event("c", timestamp=SECONDS)])) == 2
+    after = dt.datetime.now(dt.UTC)
+    a, b, c = store.stored_events()
+    assert (a["timestamp"], a["created_at"]) == (RECEIVED_TEXT, "2026-11-01T12:00:00Z")
+    stamped = dt.datetime.fromisoformat(b["timestamp"])
+    assert before - dt.timedelta(milliseconds=1) <= stamped <= after
+    assert c["timestamp"] == "2024-01-01T00:00:00.000Z"
+    assert c["created_at"] == b["created_at"]  # one time for all when none is given
+
+
+@settings(max_examples=500)
+@given(
+    st.one_of(
+        st.from_regex(r"\d{1,17}(\.\d{0,9})?", fullmatch=True),
+        st.integers(-(10**17), 10**17),
+        st.sampled_from(["0", "000000000000000000001.5", "9999999999999999", "1.", "12.9999999"]),
+    )
+)
+def test_plain_timestamps_cast_as_bigdecimal_does(value: str | int) -> None:
+    seconds = Decimal(str(value))
+    if seconds.adjusted() > 15:
+        with pytest.raises(Unrescued):
+            cast_timestamp(value, 0)
+        return
+    with localcontext(Context(prec=100)):
+        expected = int((seconds * 10**6).to_integral_value(rounding=ROUND_FLOOR))
+    assert cast_timestamp(value, 0) == expected
+
+
+def test_random_uuids_are_version_4() -> None:
+    for _ in range(2000):
+        text = random_uuid()
+        parsed = uuid.UUID(text)
+        assert (parsed.version, parsed.variant, str(parsed)) == (4, uuid.RFC_4122, text)
+
+
+def test_preloaded_events_keep_no_reference_to_what_was_given() -> None:
+    store = EventStore()
+    params = event("a", properties={"tags": ["x"], "n": 1})
+    store.preload([params], received=RECEIVED)
+    params["properties"]["tags"].append("y")
+    params["properties"]["n"] = 2
+    assert store.stored_events()[0]["properties"] == {"n": 1, "tags": ["x"]}
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=5),
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=3), children, max_size=3),
+    max_leaves=6,
+)  # fmt: skip
+
+
+@given(json_values)
+def test_clickhouse_map_values_are_strings_as_is_and_json_otherwise(value: Any) -> None:
+    expected = value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
+    assert map_string(value) == ("" if value is None else expected)

@@ -15,8 +15,13 @@ log = logging.getLogger(__name__)
 
 @click.command("lago-emulator", epilog=EXIT_CODES_HELP)
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option("--port", type=click.IntRange(0, 65535), default=3000, show_default=True,
-              help="Port to listen on (Lago's own default); 0 picks a free one.")  # fmt: skip
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=3000,
+    show_default=True,
+    help="Port to listen on (Lago's own default); 0 picks a free one.",
+)
 @click.option(
     "--api-key",
     envvar="LAGO_API_KEY",
@@ -36,16 +41,41 @@ log = logging.getLogger(__name__)
     is_flag=True,
     help="Behave as Lago before v1.39: a refused batch still stores its good events.",
 )
-@click.option("--latency", type=click.FloatRange(min=0), default=0.0, metavar="SECONDS",
-              help="Wait this long before every answer.")  # fmt: skip
-@click.option("--per-page-cap", type=click.IntRange(min=1), default=None, metavar="N",
-              help="Serve at most N events per page, whatever per_page asks.")  # fmt: skip
-@click.option("--rate-limit", type=click.IntRange(min=0), default=0, metavar="N",
-              help="Answer the first N requests 429 with X-RateLimit-* headers.")  # fmt: skip
-@click.option("--server-errors", type=click.IntRange(min=0), default=0, metavar="N",
-              help="Answer the first N requests 503.")  # fmt: skip
-@click.option("--drop-connections", type=click.IntRange(min=0), default=0, metavar="N",
-              help="Close the first N connections without answering.")  # fmt: skip
+@click.option(
+    "--latency",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    metavar="SECONDS",
+    help="Wait this long before every answer.",
+)
+@click.option(
+    "--per-page-cap",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="N",
+    help="Serve at most N events per page, whatever per_page asks.",
+)
+@click.option(
+    "--rate-limit",
+    type=click.IntRange(min=0),
+    default=0,
+    metavar="N",
+    help="Answer the first N requests 429 with X-RateLimit-* headers.",
+)
+@click.option(
+    "--server-errors",
+    type=click.IntRange(min=0),
+    default=0,
+    metavar="N",
+    help="Answer the first N requests 503.",
+)
+@click.option(
+    "--drop-connections",
+    type=click.IntRange(min=0),
+    default=0,
+    metavar="N",
+    help="Close the first N connections without answering.",
+)
 @DEBUG_OPTION
 def lago_emulator(
     host: str,

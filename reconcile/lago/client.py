@@ -9,21 +9,29 @@ timeout or a dropped connection, and an already-stored event counts as delivered
 from __future__ import annotations
 
 import concurrent.futures
-import dataclasses
 import datetime as dt
 import itertools
 import logging
 import random
-import ssl
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 import httpx
 
-from reconcile.errors import ConfigError, LagoError, LagoRejected, LagoUnavailable
-from reconcile.lago.events import LagoEvent, parse_event
+from reconcile.errors import ConfigError, LagoError, LagoUnavailable
+from reconcile.lago.answers import (
+    ALREADY_STORED,
+    SendReport,
+    event_name,
+    is_certificate_failure,
+    json_body,
+    normalize_base_url,
+    raise_for_status,
+    rejection,
+)
+from reconcile.lago.events import LagoEvent, PageParser, Slice, T, json_page, parse_event
 from reconcile.lago.retry import RETRYABLE_STATUSES, RetryPolicy
 from reconcile.window import Window, format_instant
 
@@ -33,24 +41,6 @@ MAX_BATCH = 100  # Lago refuses bigger batches: 422 too_many_events
 DEFAULT_PER_PAGE = 2_000  # a day of a million events in about 500 pages
 DEFAULT_CONCURRENCY = 4
 DEFAULT_TIMEOUT = httpx.Timeout(connect=10.0, read=60.0, write=60.0, pool=60.0)
-ALREADY_STORED = {"transaction_id": ["value_already_exist"]}
-
-
-@dataclasses.dataclass
-class SendReport:
-    """What one `send_events` call did."""
-
-    sent: int = 0
-    already_in_lago: int = 0
-    requests: int = 0
-    retries: int = 0
-
-    def add(self, other: SendReport) -> None:
-        """Fold another report into this one."""
-        self.sent += other.sent
-        self.already_in_lago += other.already_in_lago
-        self.requests += other.requests
-        self.retries += other.retries
 
 
 class LagoClient:
@@ -82,6 +72,8 @@ class LagoClient:
         self.retry = retry or RetryPolicy()
         self._sleep = sleep
         self._clock = clock
+        self._counter = itertools.count(1)
+        self.requests = 0  # every request made, for reports and benchmarks
         self._rng = rng or random.Random()  # noqa: S311 (jitter, not secrets)
         self._rng_lock = threading.Lock()
         self._http = httpx.Client(
@@ -108,30 +100,65 @@ class LagoClient:
     def list_events(
         self, code: str, window: Window, *, subscription: str | None = None
     ) -> Iterator[LagoEvent]:
-        """Every event of `code` with a timestamp in [since, until] (both included).
+        """Every event of `code` with a timestamp in [since, until] (both included), typed."""
+        return map(parse_event, self.list_event_objects(code, window, subscription=subscription))
 
-        The window is read in slices (one hour by default) so Lago's offset pagination stays
-        shallow; each slice is paged until Lago's own count agrees with what was read, and
-        read again if events arrived meanwhile. Page through closed windows only: a window
-        that never stops changing ends in a LagoError.
-        """
-        start = window.since
-        previous_edge: set[tuple[str, str | None, str | None]] = set()
-        while start <= window.until:
-            end = min(start + self.slice, window.until)
-            events = self._list_slice(code, start, end, subscription)
+    def list_event_objects(
+        self, code: str, window: Window, *, subscription: str | None = None
+    ) -> Iterator[dict[str, Any]]:
+        """Every event of `code` with a timestamp in [since, until], as Lago's JSON objects."""
+        previous_edge: set[tuple[Any, ...]] = set()
+        for part in self.list_slices(code, window, json_page, subscription=subscription):
+            first, last = _lago_time(part.start), _lago_time(part.end)
+            events = [event for page in part.pages for event in page]
             for event in events:
-                if event.timestamp == start and event.identity in previous_edge:
+                if event.get("timestamp") == first and _identity(event) in previous_edge:
                     continue  # the slices share their edge instant: seen in the last one
                 yield event
-            previous_edge = {event.identity for event in events if event.timestamp == end}
-            if end == window.until:
-                break
-            start = end
+            previous_edge = {_identity(event) for event in events if event.get("timestamp") == last}
+
+    def list_slices(
+        self,
+        code: str,
+        window: Window,
+        parse: PageParser[T],
+        *,
+        subscription: str | None = None,
+    ) -> Iterator[Slice[T]]:
+        """The window's events, slice by slice, each page parsed by `parse`, in time order.
+
+        Slices (one hour by default) keep Lago's offset pagination shallow, and are read
+        `concurrency` at a time. Each is paged until Lago's own count agrees with what was
+        read, and read again if events arrived meanwhile: page through closed windows only
+        (one that never stops changing ends in a LagoError). Adjacent slices share their edge
+        instant, so an event exactly on it is in both.
+        """
+        edges = [window.since]
+        while edges[-1] < window.until:
+            edges.append(min(edges[-1] + self.slice, window.until))
+        if len(edges) == 1:
+            edges.append(window.until)
+        spans = list(itertools.pairwise(edges))
+        with concurrent.futures.ThreadPoolExecutor(max(self.concurrency, 1)) as pool:
+            futures = [
+                pool.submit(self._list_slice, code, start, end, subscription, parse)
+                for start, end in spans
+            ]
+            try:
+                for (start, end), future in zip(spans, futures, strict=True):
+                    yield Slice(start, end, future.result())
+            finally:
+                for future in futures:
+                    future.cancel()
 
     def _list_slice(
-        self, code: str, start: dt.datetime, end: dt.datetime, subscription: str | None
-    ) -> list[LagoEvent]:
+        self,
+        code: str,
+        start: dt.datetime,
+        end: dt.datetime,
+        subscription: str | None,
+        parse: PageParser[T],
+    ) -> list[T]:
         params = {
             "code": code,
             "timestamp_from": format_instant(start),
@@ -141,9 +168,9 @@ class LagoClient:
         if subscription is not None:
             params["external_subscription_id"] = subscription
         for _ in range(3):
-            events, counts = self._pages(params)
-            if len(set(counts)) == 1 and counts[0] == len(events):
-                return events
+            pages, counts, read = self._pages(params, parse)
+            if len(set(counts)) == 1 and counts[0] == read:
+                return pages
             log.warning(
                 "events changed in [%s, %s] while they were listed (counts %s): reading again",
                 params["timestamp_from"],
@@ -156,19 +183,24 @@ class LagoClient:
             "settle delay)"
         )
 
-    def _pages(self, params: dict[str, str]) -> tuple[list[LagoEvent], list[int]]:
-        """One pass over every page: the events, and the total_count each page reported."""
-        events: list[LagoEvent] = []
+    def _pages(
+        self, params: dict[str, str], parse: PageParser[T]
+    ) -> tuple[list[T], list[int], int]:
+        """One pass over every page: the parsed pages, each page's total_count, events read."""
+        pages: list[T] = []
         counts: list[int] = []
+        read = 0
         page: int | None = 1
         while page is not None:
             response = self._request("GET", "/api/v1/events", params={**params, "page": str(page)})
-            body = _json(response)
-            events.extend(parse_event(item) for item in body.get("events", []))
-            meta = body.get("meta", {})
+            if not response.headers.get("content-type", "").startswith("application/json"):
+                json_body(response)  # says what came back instead
+            parsed, count, meta = parse(response.content)
+            pages.append(parsed)
+            read += count
             counts.append(int(meta.get("total_count", 0)))
             page = meta.get("next_page")
-        return events, counts
+        return pages, counts, read
 
     def send_events(self, events: Iterable[Mapping[str, Any]]) -> SendReport:
         """Deliver every event: batches of at most 100, `concurrency` requests in flight.
@@ -203,26 +235,26 @@ class LagoClient:
                 "POST", "/api/v1/events/batch", json={"events": remaining}, report=report
             )
             if response.status_code < 300:
-                report.sent += len(remaining)
+                report.delivered += [event_name(event) for event in remaining]
                 return report
-            details = _json(response).get("error_details", {})
+            details = json_body(response).get("error_details", {})
             stored = {int(index) for index, error in details.items() if error == ALREADY_STORED}
             refused = {index: error for index, error in details.items() if error != ALREADY_STORED}
             if response.status_code != 422 or refused or not stored:
-                raise _rejection(response, remaining, refused or details)
+                raise rejection(response, remaining, refused or details)
             # Since v1.39 nothing of a refused batch is stored; before, its other events were,
             # and they come back as duplicates on the next try: delivered by us all the same.
             ids = [event.get("transaction_id") for event in remaining]
-            ours = sum(1 for index in stored if ids[index] in tried)
-            report.sent += ours
-            report.already_in_lago += len(stored) - ours
+            for index in sorted(stored):
+                outcome = report.delivered if ids[index] in tried else report.already_in_lago
+                outcome.append(event_name(remaining[index]))
             tried.update(ids)
             remaining = [event for index, event in enumerate(remaining) if index not in stored]
         return report
 
     def health(self) -> Mapping[str, Any]:
         """Lago's /health answer (its version), or an error saying why it is unreachable."""
-        return _json(self._request("GET", "/health"))
+        return json_body(self._request("GET", "/health"))
 
     def _request(
         self,
@@ -236,12 +268,13 @@ class LagoClient:
         """One request, tried again on 429, 5xx and connection trouble within the budget."""
         deadline = self._clock() + self.retry.total_seconds
         for attempt in itertools.count(1):
+            self.requests = next(self._counter)  # count() is atomic: safe from worker threads
             if report is not None:
                 report.requests += 1
             try:
                 response = self._http.request(method, path, params=params, json=json)
             except httpx.TransportError as error:  # refused, reset, dropped, timed out
-                if _is_certificate_failure(error):
+                if is_certificate_failure(error):
                     raise ConfigError(
                         f"the TLS certificate of {self.base_url} failed verification ({error}): "
                         "fix the server's certificate, or trust its CA (SSL_CERT_FILE)"
@@ -249,7 +282,7 @@ class LagoClient:
                 problem, headers = f"{type(error).__name__}: {error}", {}
             else:
                 if response.status_code not in RETRYABLE_STATUSES:
-                    _raise_for_status(response, self.base_url)
+                    raise_for_status(response, self.base_url)
                     return response
                 problem, headers = f"HTTP {response.status_code}", dict(response.headers)
             with self._rng_lock:
@@ -267,81 +300,21 @@ class LagoClient:
         raise AssertionError("unreachable")  # pragma: no cover
 
 
-def normalize_base_url(raw: str, *, setting: str = "LAGO_API_BASE") -> str:
-    """LiteLLM's LAGO_API_BASE (the root, e.g. http://lago:3000) without a trailing slash."""
-    value = raw.strip().rstrip("/") if raw else ""
-    url = httpx.URL(value) if value else None
-    if url is None or url.scheme not in ("http", "https") or not url.host:
-        raise ConfigError(
-            f"{setting}={raw!r} is not an http(s) URL: give Lago's API root, "
-            "e.g. http://localhost:3000 or https://api.getlago.com"
-        )
-    if url.path.rstrip("/").endswith("/api/v1"):
-        raise ConfigError(
-            f"{setting} ends in /api/v1: give the root, e.g. {value.removesuffix('/api/v1')} "
-            "(reconcile, like LiteLLM, adds /api/v1/events itself)"
-        )
-    return value
-
-
-def _raise_for_status(response: httpx.Response, base_url: str) -> None:
-    """Turn every answer but a success or a 422 into an error that says what to fix."""
-    status = response.status_code
-    where = f"{response.request.method} {response.request.url.path}"
-    if status < 300 or status == 422:
-        return
-    if status in (401, 403):
-        raise ConfigError(
-            f"Lago at {base_url} refused the API key (HTTP {status}): check LAGO_API_KEY "
-            "(Lago > Developers > API keys)"
-        )
-    if status == 404:
-        raise ConfigError(
-            f"{base_url} has no Lago events API (HTTP 404 on {where}): check LAGO_API_BASE, "
-            "the root URL of Lago's API (e.g. http://localhost:3000)"
-        )
-    if status == 400:
-        raise LagoRejected(
-            f"Lago at {base_url} answered 400 Bad Request to {where} ({response.text[:200]}): "
-            "is LAGO_API_BASE Lago's API?"
-        )
-    raise LagoError(f"Lago at {base_url} answered HTTP {status} to {where}: {response.text[:200]}")
-
-
-def _rejection(
-    response: httpx.Response, batch: Sequence[Mapping[str, Any]], details: Mapping[str, Any]
-) -> LagoRejected:
-    reasons = [
-        f"{batch[int(index)].get('transaction_id')}: {error}"
-        for index, error in sorted(details.items(), key=lambda item: int(item[0]))
-        if str(index).isdigit() and int(index) < len(batch)
-    ]
-    body = _json(response) if not reasons else {}
-    return LagoRejected(
-        f"Lago refused {len(reasons) or len(batch)} event(s) (HTTP {response.status_code}): "
-        + ("; ".join(reasons) if reasons else str(body.get("error_details", body)))
+def _lago_time(instant: dt.datetime) -> str:
+    """An instant as Lago prints event timestamps: 2026-11-01T00:00:00.000Z."""
+    return (
+        instant.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.")
+        + f"{instant.microsecond // 1000:03d}Z"
     )
 
 
-def _is_certificate_failure(error: BaseException) -> bool:
-    """Whether a connection failed on certificate verification, which no retry can mend."""
-    cause: BaseException | None = error
-    while cause is not None:
-        if isinstance(cause, ssl.SSLCertVerificationError):
-            return True
-        cause = cause.__cause__ or cause.__context__
-    return False
-
-
-def _json(response: httpx.Response) -> dict[str, Any]:
-    try:
-        body = response.json()
-    except ValueError:
-        raise LagoError(
-            f"Lago answered HTTP {response.status_code} with a body that is not JSON: "
-            f"{response.text[:200]!r}"
-        ) from None
-    return body if isinstance(body, dict) else {"body": body}
+def _identity(event: Mapping[str, Any]) -> tuple[Any, ...]:
+    """What tells two listed events apart (ClickHouse may list copies of one id)."""
+    return (
+        event.get("transaction_id"),
+        event.get("external_subscription_id"),
+        event.get("lago_id"),
+    )
 
 
 def _batched(events: Iterable[Mapping[str, Any]], size: int) -> Iterator[list[Mapping[str, Any]]]:

@@ -13,14 +13,14 @@ import logging
 import socket
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit
 
-from reconcile.lago.emulator_rails import Request, answer, rails_json, status_reply
+from reconcile.lago.emulator_rails import Request, answer, status_reply
 from reconcile.lago.emulator_store import EventStore, Reply, Store
 
 log = logging.getLogger(__name__)
@@ -199,10 +199,25 @@ class LagoEmulator:
         step = by if isinstance(by, timedelta) else timedelta(seconds=by)
         self.set_clock(self.now() + step)
 
+    def warm(self) -> None:
+        """Do now the one-off work of a first listing (benchmarks time the client, not this)."""
+        with self._lock:
+            self._store.warm()
+
     def stored_events(self) -> list[dict[str, Any]]:
-        """What Lago holds, as GET /api/v1/events shows it, in reception order."""
+        """What Lago holds, as GET /api/v1/events shows it, in reception order (read only)."""
         with self._lock:
             return self._store.stored_events()
+
+    def preload(
+        self,
+        events: Iterable[Mapping[str, Any]],
+        *,
+        received: Callable[[Mapping[str, Any]], datetime] | datetime | None = None,
+    ) -> int:
+        """`EventStore.preload` (no HTTP, no request logged); `received` defaults to the clock."""
+        with self._lock:
+            return self._store.preload(events, received=received or self.now())
 
     @property
     def requests(self) -> list[RequestRecord]:
@@ -273,7 +288,7 @@ class _Handler(BaseHTTPRequestHandler):
         reply = plan.reply or emulator._answer(request, plan)
         # Logged before answering, so a client that got its answer finds it in the log.
         emulator._record(RequestRecord(self.command, split.path, split.query, reply.status))
-        content = rails_json(reply.body)
+        content = reply.content()
         self.send_response(reply.status)
         self.send_header("Content-Type", "application/json; charset=utf-8")
         self.send_header("Content-Length", str(len(content)))

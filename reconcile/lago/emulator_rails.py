@@ -17,7 +17,8 @@ from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from reconcile.lago.emulator_store import INTERNAL_ERROR, EventStore, Reply, not_found
+from reconcile.lago.emulator_store import EventStore, Reply, event_param_refusal, not_found
+from reconcile.lago.emulator_values import deep_munge
 
 LAGO_VERSION = "v1.51.0"
 HEALTH = Reply(
@@ -80,23 +81,13 @@ def _create(action: str, request: Request, store: EventStore, received: datetime
         if isinstance(items, list):  # `permit(events: [...])` keeps the objects only
             items = [item for item in items if isinstance(item, dict)]
         return store.create_batch(items if isinstance(items, list) else None, received)
-    event = params.get("event")
-    if isinstance(event, dict) and event:
-        return store.create(event, received)
-    return _required(event)
+    event: Any = params.get("event")
+    return event_param_refusal(event) or store.create(event, received)
 
 
 def status_reply(status: int) -> Reply:
     """The body Rails' PublicExceptions renders for a status nothing else rendered."""
     return Reply(status, {"status": status, "error": HTTPStatus(status).phrase})
-
-
-def rails_json(body: Mapping[str, Any]) -> bytes:
-    """JSON as ActiveSupport encodes it: compact, UTF-8, HTML-safe escapes."""
-    text = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
-    for raw, escaped in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026")):
-        text = text.replace(raw, escaped)
-    return text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029").encode()
 
 
 def _route(method: str, path: str) -> str | None:
@@ -122,26 +113,10 @@ def _json_params(content_type: str, body: bytes) -> dict[str, Any] | None:
         data = json.loads(body, parse_constant=_reject_constant)
     except (ValueError, RecursionError):
         return None
-    data = _deep_munge(data)
+    data = deep_munge(data)
     return data if isinstance(data, dict) else {"_json": data}
 
 
 def _reject_constant(name: str) -> Any:
     """Ruby's JSON parser refuses NaN and Infinity."""
     raise ValueError(name)
-
-
-def _deep_munge(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {key: _deep_munge(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_deep_munge(item) for item in value if item is not None]
-    return value
-
-
-def _required(value: Any) -> Reply:
-    """`params.require(:event)` on a blank value (400), or `.permit` on a non-object (500)."""
-    if value is None or value in ([], {}) or (isinstance(value, str) and not value.strip()):
-        message = "param is missing or the value is empty or invalid: event"
-        return Reply(400, {"status": 400, "error": f"BadRequest: {message}"})
-    return INTERNAL_ERROR

@@ -16,35 +16,36 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import json
 import uuid
-from collections.abc import Mapping, Sequence
-from datetime import datetime
-from decimal import Decimal
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
+from reconcile.lago.emulator_event import (
+    Event,
+    build,
+    created,
+    fits_postgres,
+    missing_fields,
+    stored_clickhouse,
+    stored_postgres,
+)
+from reconcile.lago.emulator_index import EventIndex
 from reconcile.lago.emulator_values import (
-    US,
     InvalidTimestamp,
     Unrescued,
-    cast_amount,
-    cast_string,
-    cast_timestamp,
-    decimal_text,
-    fits_amount,
-    iso8601,
-    jsonb,
+    deep_munge,
     kaminari_limit,
-    map_string,
     micros,
     pagination_meta,
     parse_iso8601,
+    rails_json,
+    random_uuid,
     ruby_to_i,
 )
 
 MAX_BATCH = 100  # CreateBatchService::MAX_LENGTH
-# Postgres `timestamp` spans 4714-11-24 BC .. 294276 AD; outside it the INSERT fails: a 500.
-_PG_FIRST_US = -210_866_803_200 * US
-_PG_END_US = 9_224_318_016_000 * US
 
 
 class Store(enum.StrEnum):
@@ -56,10 +57,22 @@ class Store(enum.StrEnum):
 
 @dataclasses.dataclass(frozen=True)
 class Reply:
-    """An HTTP status and the JSON body Lago answers with."""
+    """An HTTP status and the JSON body Lago answers with (`raw`: already encoded)."""
 
     status: int
-    body: dict[str, Any]
+    body: dict[str, Any] = dataclasses.field(default_factory=dict)
+    raw: bytes | None = None
+
+    def json(self) -> dict[str, Any]:
+        """The body, decoded if it came encoded."""
+        if self.raw is None:
+            return self.body
+        decoded: dict[str, Any] = json.loads(self.raw)
+        return decoded
+
+    def content(self) -> bytes:
+        """The body as sent on the wire."""
+        return self.raw if self.raw is not None else rails_json(self.body)
 
 
 INTERNAL_ERROR = Reply(500, {"status": 500, "error": "Internal Server Error"})
@@ -76,22 +89,21 @@ def not_found(resource: str) -> Reply:
     return Reply(404, {"status": 404, "error": "Not Found", "code": f"{resource}_not_found"})
 
 
-@dataclasses.dataclass(frozen=True)
-class Event:
-    """One event as `Event.new` holds it once Rails has cast each permitted parameter."""
-
-    transaction_id: str | None
-    code: str | None
-    external_subscription_id: str | None
-    timestamp_us: int
-    precise_total_amount_cents: Decimal | None
-    properties: dict[str, Any]
-    received_us: int
-    lago_id: str | None = None
+def event_param_refusal(value: Any) -> Reply | None:
+    """`params.require(:event).permit(...)`: 400 when blank, 500 unless an object, else None."""
+    if isinstance(value, Mapping) and value:
+        return None
+    if value is None or value in ([], {}) or (isinstance(value, str) and not value.strip()):
+        message = "param is missing or the value is empty or invalid: event"
+        return Reply(400, {"status": 400, "error": f"BadRequest: {message}"})
+    return INTERNAL_ERROR
 
 
 class EventStore:
-    """The events of one organization, and the answer Lago gives to each events request."""
+    """The events of one organization, and the answer Lago gives to each events request.
+
+    Bodies hold dicts the store caches (stored events never change): read them, never edit.
+    """
 
     def __init__(
         self,
@@ -104,21 +116,56 @@ class EventStore:
         self.legacy_partial_batches = legacy_partial_batches
         self.organization_id = organization_id or str(uuid.uuid4())
         self._events: list[Event] = []
+        self._shown: list[dict[str, Any] | None] = []  # each one's `_stored`, once asked for
+        self._encoded: list[bytes | None] = []  # ...and its JSON, once listed over HTTP
         self._unique_keys: set[tuple[str | None, str | None]] = set()
+        self._index = EventIndex(listed_by_filtered_time=self.store is Store.POSTGRES)
 
     def create(self, params: Mapping[str, Any], received: datetime) -> Reply:
         """POST /events with `{"event": params}`."""
+        outcome = self._accept(params, micros(received))
+        return outcome if isinstance(outcome, Reply) else Reply(200, {"event": created(outcome)})
+
+    def preload(
+        self,
+        events: Iterable[Mapping[str, Any]],
+        *,
+        received: Callable[[Mapping[str, Any]], datetime] | datetime | None = None,
+    ) -> int:
+        """Store `events` as one POST /events each would, without HTTP: how many were stored.
+
+        `received` is each one's reception time (the timestamp of those sent without one):
+        a function called once per event, in order, or one time for all; None: now. The
+        first event Lago refuses raises a ValueError naming it and Lago's answer; the events
+        before it stay stored, as they would have been.
+        """
+        fixed_us = micros(received if isinstance(received, datetime) else datetime.now(UTC))
+        stored = 0
+        for index, params in enumerate(events):
+            received_us = micros(received(params)) if callable(received) else fixed_us
+            event = deep_munge(params)
+            outcome = event_param_refusal(event) or self._accept(event, received_us)
+            if isinstance(outcome, Event):
+                stored += 1
+                continue
+            name = params.get("transaction_id") if isinstance(params, Mapping) else None
+            raise ValueError(
+                f"event {index} (transaction_id {name!r}) refused: Lago answers "
+                f"{outcome.status} {outcome.body}"
+            )
+        return stored
+
+    def _accept(self, params: Mapping[str, Any], received_us: int) -> Event | Reply:
+        """What POST /events does with its event: the event kept, or Lago's refusal."""
         try:
-            event = _build(params, micros(received))
+            event = build(params, received_us)
         except InvalidTimestamp:
             return validation_errors({"timestamp": ["invalid_format"]})
         except Unrescued:
             return INTERNAL_ERROR
         if self.store is Store.CLICKHOUSE:  # `save!` is skipped: nothing is validated
-            self._events.append(event)
-            return Reply(200, {"event": self._created(event)})
-        refusal = self._refusal(event)
-        return refusal or Reply(200, {"event": self._created(self._insert(event))})
+            return self._append(event)
+        return self._refusal(event) or self._insert(event)
 
     def create_batch(self, items: Sequence[Mapping[str, Any]] | None, received: datetime) -> Reply:
         """POST /events/batch; `items` are the objects of `events` (None: no such array)."""
@@ -131,32 +178,31 @@ class EventStore:
         try:
             for index, params in enumerate(items):
                 try:
-                    event = _build(params, micros(received))
+                    event = build(params, micros(received))
                 except InvalidTimestamp:
                     errors[str(index)] = {"timestamp": ["invalid_format"]}
                     continue
                 events.append(event)
-                if missing := _missing(event):
-                    errors[str(index)] = missing
+                if absent := missing_fields(event):
+                    errors[str(index)] = absent
         except Unrescued:
             return INTERNAL_ERROR
         if not errors and self.store is Store.POSTGRES:
-            if not all(map(_fits_postgres, events)):
+            if not all(map(fits_postgres, events)):
                 return INTERNAL_ERROR
             insert = self._save_each if self.legacy_partial_batches else self._insert_all
             events, errors = insert(events)
         if errors:
             return validation_errors(errors)
         if self.store is Store.CLICKHOUSE:
-            self._events.extend(events)
-        return Reply(200, {"events": [self._created(event) for event in events]})
+            events = [self._append(event) for event in events]
+        return Reply(200, {"events": [created(event) for event in events]})
 
     def find(self, transaction_id: str) -> Reply:
         """GET /events/{transaction_id}: the first stored (Lago's find_by has no order)."""
-        for event in self._events:
-            shown = self._stored(event)
-            if shown["transaction_id"] == transaction_id:
-                return Reply(200, {"event": shown})
+        for row, event in enumerate(self._events):
+            if (event.transaction_id or "") == transaction_id:  # ClickHouse shows None as ""
+                return Reply(200, {"event": self._shown_at(row)})
         return not_found("event")
 
     def list_events(self, query: Mapping[str, str], *, per_page_cap: int | None = None) -> Reply:
@@ -168,42 +214,36 @@ class EventStore:
                 if parsed is None:
                     return validation_errors({name: ["invalid_date"]})
                 bounds[name] = parsed
-        rows = []
-        for event in self._events:
-            shown = self._stored(event)
-            stored_us = event.timestamp_us
-            if self.store is Store.CLICKHOUSE:  # DateTime64(3), listed by ingested_at
-                stored_us, sort_us = stored_us // 1000 * 1000, event.received_us // 1000
-            else:
-                sort_us = stored_us
-            if (
-                query.get("code", shown["code"]) == shown["code"]
-                and query.get("external_subscription_id", shown["external_subscription_id"])
-                == shown["external_subscription_id"]
-                and bounds.get("timestamp_from", stored_us)
-                <= stored_us
-                <= bounds.get("timestamp_to", stored_us)
-            ):
-                rows.append((sort_us, shown["transaction_id"] or "", shown))
-        rows.sort(key=lambda row: row[1])  # stable sorts: time desc, then transaction_id asc
-        rows.sort(key=lambda row: row[0], reverse=True)
+        rows, start, stop = self._index.rows(
+            query.get("code"),
+            query.get("external_subscription_id"),
+            bounds.get("timestamp_from"),
+            bounds.get("timestamp_to"),
+        )
         page = max(ruby_to_i(query.get("page", "1")), 1)
         limit = kaminari_limit(query.get("per_page"), per_page_cap)
-        if limit == 0 and rows:  # Kaminari::ZeroPerPageOperation, not rescued
+        if limit == 0 and stop > start:  # Kaminari::ZeroPerPageOperation, not rescued
             return INTERNAL_ERROR
-        offset = (page - 1) * limit
-        page_rows = [shown for _, _, shown in rows[offset : offset + limit]]
-        return Reply(200, {"events": page_rows, "meta": pagination_meta(page, limit, len(rows))})
+        first = start + (page - 1) * limit
+        shown = b",".join(self._encoded_at(row) for row in rows[first : min(first + limit, stop)])
+        meta = rails_json(pagination_meta(page, limit, stop - start))
+        return Reply(200, raw=b'{"events":[' + shown + b'],"meta":' + meta + b"}")
+
+    def warm(self) -> None:
+        """Encode every event and build the listing index now, as a long-running Lago has."""
+        for row in range(len(self._events)):
+            self._encoded_at(row)
+        self.list_events({"per_page": "1"})
 
     def stored_events(self) -> list[dict[str, Any]]:
         """Every stored event as GET /events shows it, in the order Lago received them."""
-        return [self._stored(event) for event in self._events]
+        return [self._shown_at(row) for row in range(len(self._events))]
 
     def _refusal(self, event: Event) -> Reply | None:
         """How `save!` fails on Postgres, as Lago answers it; None when it succeeds."""
-        if missing := _missing(event):
-            return validation_errors(missing)
-        if not _fits_postgres(event):
+        if absent := missing_fields(event):
+            return validation_errors(absent)
+        if not fits_postgres(event):
             return INTERNAL_ERROR
         if self._clashes(event):  # ActiveRecord::RecordNotUnique
             return validation_errors({"transaction_id": ["value_already_exist"]})
@@ -214,11 +254,40 @@ class EventStore:
         return event.external_subscription_id is not None and key in self._unique_keys
 
     def _insert(self, event: Event) -> Event:
-        saved = dataclasses.replace(event, lago_id=str(uuid.uuid4()))
-        self._events.append(saved)
+        saved = self._append(event.saved(random_uuid()))
         if saved.external_subscription_id is not None:
             self._unique_keys.add((saved.external_subscription_id, saved.transaction_id))
         return saved
+
+    def _append(self, event: Event) -> Event:
+        """Keep `event`, and what listings filter and sort it by, as the store shows it."""
+        self._events.append(event)
+        self._shown.append(None)
+        self._encoded.append(None)
+        transaction_id = event.transaction_id or ""
+        if self.store is Store.POSTGRES:
+            code, subscription = event.code or "", event.external_subscription_id
+            filtered = listed = event.timestamp_us
+        else:  # events_raw: DateTime64(3), listed by ingested_at
+            code, subscription = event.code or "", event.external_subscription_id or ""
+            filtered, listed = event.timestamp_us // 1000 * 1000, event.received_us // 1000
+        self._index.add(code, subscription, filtered, listed, transaction_id)
+        return event
+
+    def _encoded_at(self, row: int) -> bytes:
+        """The stored event number `row` as GET /events sends it, encoded once (pages reuse it)."""
+        encoded = self._encoded[row]
+        if encoded is None:
+            shown = self._shown[row] or self._stored(self._events[row])
+            encoded = self._encoded[row] = rails_json(shown)
+        return encoded
+
+    def _shown_at(self, row: int) -> dict[str, Any]:
+        """The stored event number `row` as GET /events shows it, serialized once."""
+        shown = self._shown[row]
+        if shown is None:
+            shown = self._shown[row] = self._stored(self._events[row])
+        return shown
 
     def _insert_all(self, events: list[Event]) -> tuple[list[Event], dict[str, Any]]:
         """Since v1.39: one `insert_all ... ON CONFLICT DO NOTHING`, rolled back on any duplicate.
@@ -226,12 +295,14 @@ class EventStore:
         Lago matches the rows it got back to the items by transaction_id alone, so two items
         with one transaction_id fail even for different subscriptions, or for none.
         """
-        keys = set(self._unique_keys)
+        batch_keys: set[tuple[str | None, str | None]] = set()  # this batch's, on top of stored
         returned: set[str | None] = set()  # `index_by(&:transaction_id)` of the rows inserted
         for event in events:
             key = (event.external_subscription_id, event.transaction_id)
-            if event.external_subscription_id is None or key not in keys:  # else DO NOTHING
-                keys.add(key)
+            if event.external_subscription_id is None or (
+                key not in self._unique_keys and key not in batch_keys
+            ):  # else ON CONFLICT DO NOTHING
+                batch_keys.add(key)
                 returned.add(event.transaction_id)
         errors: dict[str, Any] = {}
         for index, event in enumerate(events):
@@ -252,78 +323,8 @@ class EventStore:
                 saved.append(self._insert(event))
         return saved, errors
 
-    def _created(self, event: Event) -> dict[str, Any]:
-        """EventSerializer on the event a POST built (ClickHouse: unsaved, so no id nor date)."""
-        amount = event.precise_total_amount_cents
-        return {
-            "lago_id": event.lago_id,
-            "transaction_id": event.transaction_id,
-            "lago_customer_id": None,  # never set on creation; no subscription exists here
-            "code": event.code,
-            "timestamp": iso8601(event.timestamp_us, milliseconds=True),
-            "precise_total_amount_cents": None if amount is None else decimal_text(amount),
-            "properties": event.properties,
-            "lago_subscription_id": None,
-            "external_subscription_id": event.external_subscription_id,
-            "created_at": None if event.lago_id is None else iso8601(event.received_us),
-        }
-
     def _stored(self, event: Event) -> dict[str, Any]:
         """EventSerializer on the stored row: a jsonb round trip, or ClickHouse's events_raw."""
         if self.store is Store.POSTGRES:
-            return {**self._created(event), "properties": jsonb(event.properties)}
-        ingested_us = event.received_us // 1000 * 1000  # DateTime(3)
-        subscription, transaction_id = (
-            event.external_subscription_id or "",
-            event.transaction_id or "",
-        )
-        row_id = f"{subscription}-{transaction_id}-{ingested_us // US}"  # Clickhouse::EventsRaw#id
-        return {
-            "lago_id": f"{self.organization_id}-{row_id}",
-            "transaction_id": transaction_id,
-            "lago_customer_id": None,
-            "code": event.code or "",
-            "timestamp": iso8601(event.timestamp_us, milliseconds=True),
-            "precise_total_amount_cents": decimal_text(
-                event.precise_total_amount_cents or Decimal(0)
-            ),
-            "properties": {key: map_string(value) for key, value in event.properties.items()},
-            "lago_subscription_id": None,
-            "external_subscription_id": subscription,
-            "created_at": iso8601(ingested_us),
-        }
-
-
-def _build(params: Mapping[str, Any], received_us: int) -> Event:
-    """`Event.new` filled from permitted params: scalars only, arrays and objects dropped."""
-    scalar = {
-        key: value
-        for key, value in params.items()
-        if isinstance(value, str | int | float | bool | None)
-    }
-    properties = params.get("properties")
-    return Event(
-        transaction_id=cast_string(scalar.get("transaction_id")),
-        code=cast_string(scalar.get("code")),
-        external_subscription_id=cast_string(scalar.get("external_subscription_id")),
-        timestamp_us=cast_timestamp(scalar.get("timestamp"), received_us),
-        precise_total_amount_cents=cast_amount(scalar.get("precise_total_amount_cents")),
-        properties=properties if isinstance(properties, dict) else {},
-        received_us=received_us,
-    )
-
-
-def _fits_postgres(event: Event) -> bool:
-    """False where the INSERT fails (timestamp or numeric(40, 15) out of range): a 500."""
-    amount = event.precise_total_amount_cents
-    amount_fits = amount is None or fits_amount(amount)
-    return _PG_FIRST_US <= event.timestamp_us < _PG_END_US and amount_fits
-
-
-def _missing(event: Event) -> dict[str, list[str]]:
-    """`validates :transaction_id, :code, presence: true`, with Lago's message."""
-    return {
-        field: ["value_is_mandatory"]
-        for field in ("transaction_id", "code")
-        if not (getattr(event, field) or "").strip()
-    }
+            return stored_postgres(event)
+        return stored_clickhouse(event, self.organization_id)

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import json
+import math
+import os
 import re
+from collections.abc import Mapping
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import ROUND_FLOOR, ROUND_HALF_UP, Context, Decimal
 from typing import Any
@@ -12,11 +16,16 @@ US = 10**6
 PER_PAGE = 100  # Pagination::PER_PAGE: the controller's per_page when none is given
 KAMINARI_PER_PAGE = 25  # Kaminari's default, kept when per_page is not a number
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_LEAVES = frozenset({str, int, float, bool, type(None)})  # JSON values holding no other
 _AMOUNT = Context(prec=60, rounding=ROUND_HALF_UP)  # room for decimal(40, 15)
 _WIDE = Context(prec=100)  # exact arithmetic on any timestamp a client sends
 _AMOUNT_DIGITS = 25  # decimal(40, 15) keeps 25 digits before the point
 # Ruby's BigDecimal(string), as `BigDecimal(params[:timestamp].to_s)` calls it.
 _BIGDECIMAL = re.compile(r"\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*")
+# The usual timestamps, "1793491201.586" or 1793491201, cast without Decimal; none of them
+# is past the 10**16 seconds cast_timestamp refuses.
+_PLAIN_SECONDS = re.compile(r"([0-9]{1,15})(?:\.([0-9]*))?")
+_PLAIN_LIMIT = 10**16
 _NON_FINITE = re.compile(r"\s*([+-]?Infinity|NaN)\s*|-?inf")  # -?inf: a float's repr
 # Ruby's String#to_d: the longest numeric prefix, else 0.
 _LOOSE_DECIMAL = re.compile(r"\s*[+-]?(\d(_?\d)*)?(\.\d(_?\d)*)?([eE][+-]?\d+)?")
@@ -47,6 +56,13 @@ class Unrescued(Exception):
     """An error Lago does not rescue (FloatDomainError, a database range error): a 500."""
 
 
+def random_uuid() -> str:
+    """Postgres' gen_random_uuid() as text: what str(uuid.uuid4()) gives, in a third the time."""
+    digits = os.urandom(16).hex()
+    variant = "89ab"[int(digits[16], 16) & 3]
+    return f"{digits[:8]}-{digits[8:12]}-4{digits[13:16]}-{variant}{digits[17:20]}-{digits[20:]}"
+
+
 def cast_string(value: str | float | bool | None) -> str | None:
     """ActiveModel's string cast (floats print as Python does, not as Ruby's Float#to_s)."""
     if isinstance(value, bool):
@@ -58,6 +74,11 @@ def cast_timestamp(value: str | float | bool | None, received_us: int) -> int:
     """`Time.zone.at(value ? BigDecimal(value.to_s) : now)`, truncated to microseconds."""
     if value is None or value is False:
         return received_us
+    if type(value) is int and -_PLAIN_LIMIT < value < _PLAIN_LIMIT:
+        return value * US
+    plain = _PLAIN_SECONDS.fullmatch(value) if type(value) is str else None
+    if plain:  # what BigDecimal, then flooring to microseconds, gives: without them
+        return int(plain[1]) * US + int((plain[2] or "")[:6].ljust(6, "0"))
     text = repr(value) if isinstance(value, float) else str(value)
     if _NON_FINITE.fullmatch(text):  # FloatDomainError in Time.at
         raise Unrescued
@@ -95,18 +116,25 @@ def fits_amount(number: Decimal) -> bool:
 def micros(moment: datetime) -> int:
     """Microseconds since the epoch; a naive datetime is read as UTC."""
     aware = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-    return (aware - _EPOCH) // timedelta(microseconds=1)
+    since = aware - _EPOCH
+    return (since.days * 86_400 + since.seconds) * US + since.microseconds
 
 
 def iso8601(micros: int, *, milliseconds: bool = False) -> str:
     """Ruby's `iso8601(3)` (or `iso8601`) in UTC, truncating; years past 9999 included."""
-    days, rest = divmod(micros, 86_400 * US)
+    seconds, fraction = divmod(micros, US)
+    if milliseconds:
+        return f"{_date_and_clock(seconds)}.{fraction // 1000:03d}Z"
+    return f"{_date_and_clock(seconds)}Z"
+
+
+@functools.lru_cache(maxsize=1 << 17)  # a day and a half of distinct seconds
+def _date_and_clock(unix_seconds: int) -> str:
+    days, seconds = divmod(unix_seconds, 86_400)
     year, month, day = _civil_from_days(days)
-    seconds, fraction = divmod(rest, US)
     year_text = f"{year:04d}" if year >= 0 else f"{year:05d}"
     clock = f"{seconds // 3600:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
-    zone = f".{fraction // 1000:03d}Z" if milliseconds else "Z"
-    return f"{year_text}-{month:02d}-{day:02d}T{clock}{zone}"
+    return f"{year_text}-{month:02d}-{day:02d}T{clock}"
 
 
 def _civil_from_days(days: int) -> tuple[int, int, int]:
@@ -167,10 +195,33 @@ def decimal_text(value: Decimal) -> str:
 def jsonb(value: Any) -> Any:
     """A JSON value after a jsonb round trip: object keys ordered by length, then bytes."""
     if isinstance(value, dict):
-        order = sorted(value, key=lambda key: (len(key.encode()), key.encode()))
-        return {key: jsonb(value[key]) for key in order}
+        order = _jsonb_order(tuple(value))
+        return {
+            key: jsonb(value[key]) if type(value[key]) not in _LEAVES else value[key]
+            for key in order
+        }
     if isinstance(value, list):
-        return [jsonb(item) for item in value]
+        return [item if type(item) in _LEAVES else jsonb(item) for item in value]
+    return value
+
+
+@functools.lru_cache(maxsize=1 << 12)  # events of one source share their property names
+def _jsonb_order(keys: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(sorted(keys, key=lambda key: (len(key.encode()), key.encode())))
+
+
+def deep_munge(value: Any) -> Any:
+    """Rails' deep_munge on JSON parameters: nulls dropped from arrays, at any depth."""
+    if isinstance(value, dict):
+        return {
+            key: item if type(item) in _LEAVES else deep_munge(item) for key, item in value.items()
+        }
+    if isinstance(value, list):
+        return [
+            item if type(item) in _LEAVES else deep_munge(item)
+            for item in value
+            if item is not None
+        ]
     return value
 
 
@@ -178,6 +229,8 @@ def map_string(value: Any) -> str:
     """A property in ClickHouse's Map(String, String): strings as is, other values as JSON."""
     if isinstance(value, str):
         return value
+    if type(value) is int or (type(value) is float and math.isfinite(value)):
+        return repr(value)  # what json.dumps writes, without its machinery
     return "" if value is None else json.dumps(value, separators=(",", ":"))
 
 
@@ -210,3 +263,11 @@ def pagination_meta(page: int, limit: int, total: int) -> dict[str, int | None]:
         "total_pages": pages,
         "total_count": total,
     }
+
+
+def rails_json(body: Mapping[str, Any]) -> bytes:
+    """JSON as ActiveSupport encodes it: compact, UTF-8, HTML-safe escapes."""
+    text = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
+    for raw, escaped in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026")):
+        text = text.replace(raw, escaped)
+    return text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029").encode()

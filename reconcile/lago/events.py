@@ -1,11 +1,17 @@
-"""Events as Lago returns them, typed: what the matcher compares with the spend logs."""
+"""Events as Lago returns them: typed one by one, or as the columns the matcher compares."""
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections.abc import Mapping
-from typing import Any
+import json
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Generic, TypeVar
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.json as pajson
 
 from reconcile.errors import LagoError
 
@@ -21,11 +27,6 @@ class LagoEvent:
     properties: Mapping[str, Any]
     lago_id: str | None = None
     created_at: dt.datetime | None = None
-
-    @property
-    def identity(self) -> tuple[str, str | None, str | None]:
-        """What tells two listed events apart (ClickHouse may list copies of one id)."""
-        return (self.transaction_id, self.external_subscription_id, self.lago_id)
 
 
 def parse_event(data: Mapping[str, Any]) -> LagoEvent:
@@ -52,3 +53,140 @@ def parse_time(text: str) -> dt.datetime:
     if parsed.tzinfo is None:
         raise ValueError(f"{text!r} has no time zone")
     return parsed.astimezone(dt.UTC)
+
+
+T = TypeVar("T")
+#: Turns one page (Lago's JSON bytes) into (its events in some form, how many, its meta).
+PageParser = Callable[[bytes], tuple[T, int, Mapping[str, Any]]]
+
+
+@dataclasses.dataclass(frozen=True)
+class Slice(Generic[T]):
+    """One slice of a window, [start, end] both included, and its parsed pages."""
+
+    start: dt.datetime
+    end: dt.datetime
+    pages: list[T]
+
+
+def json_page(content: bytes) -> tuple[list[dict[str, Any]], int, Mapping[str, Any]]:
+    """A page as Lago's event objects."""
+    try:
+        body = json.loads(content)
+    except ValueError:
+        raise LagoError(f"Lago answered a page that is not JSON: {content[:200]!r}") from None
+    events = body.get("events", []) if isinstance(body, dict) else []
+    return events, len(events), body.get("meta", {}) if isinstance(body, dict) else {}
+
+
+TOKENS = ("prompt_tokens", "completion_tokens", "total_tokens")
+#: One page's events, as columns: what `frame` reads.
+PAGE_SCHEMA = pa.schema(
+    [
+        ("transaction_id", pa.string()),
+        ("external_subscription_id", pa.string()),
+        ("timestamp", pa.string()),
+        ("model", pa.string()),
+        *((name, pa.int64()) for name in TOKENS),
+        ("response_cost", pa.float64()),
+    ]
+)
+_WIRE = pa.schema(
+    [
+        (
+            "events",
+            pa.list_(
+                pa.struct(
+                    [
+                        *(PAGE_SCHEMA.field(name) for name in PAGE_SCHEMA.names[:3]),
+                        ("properties", pa.struct(list(PAGE_SCHEMA)[3:])),
+                    ]
+                )
+            ),
+        ),
+        ("meta", pa.struct([("next_page", pa.int64()), ("total_count", pa.int64())])),
+    ]
+)
+_PARSE = pajson.ParseOptions(explicit_schema=_WIRE, unexpected_field_behavior="ignore")
+
+
+def arrow_page(content: bytes) -> tuple[pa.Table, int, Mapping[str, Any]]:
+    """A page as PAGE_SCHEMA columns, parsed in C++ (json.loads is 3 times slower).
+
+    Pages whose properties do not fit the numeric schema (the ClickHouse store returns them
+    as strings) take the slower path through Python objects, with the same result.
+    """
+    try:
+        table = pajson.read_json(
+            pa.BufferReader(content),
+            read_options=pajson.ReadOptions(use_threads=False, block_size=len(content) + 1),
+            parse_options=_PARSE,
+        )
+    except pa.ArrowInvalid:
+        objects, count, meta = json_page(content)
+        return _table(objects), count, meta
+    events = pc.list_flatten(table.column("events")).combine_chunks() if table.num_rows else None
+    meta = table.column("meta")[0].as_py() or {}
+    if events is None or len(events) == 0:
+        return PAGE_SCHEMA.empty_table(), 0, meta
+    properties = events.field("properties")
+    columns = [events.field(name) for name in PAGE_SCHEMA.names[:3]]
+    columns += [properties.field(name) for name in PAGE_SCHEMA.names[3:]]
+    return pa.Table.from_arrays(columns, schema=PAGE_SCHEMA), len(events), meta
+
+
+def _table(objects: list[dict[str, Any]]) -> pa.Table:
+    """Python event objects as PAGE_SCHEMA columns; non-numeric properties become nulls."""
+    frame = pd.DataFrame(
+        {
+            **{name: [item.get(name) for item in objects] for name in PAGE_SCHEMA.names[:3]},
+            **{
+                name: [(item.get("properties") or {}).get(name) for item in objects]
+                for name in PAGE_SCHEMA.names[3:]
+            },
+        }
+    )
+    for name in (*TOKENS, "response_cost"):
+        frame[name] = pd.to_numeric(frame[name], errors="coerce")
+    for name in TOKENS:
+        frame[name] = frame[name].round().astype("Int64")
+    for name in ("transaction_id", "external_subscription_id", "timestamp", "model"):
+        frame[name] = frame[name].map(lambda value: None if value is None else str(value))
+    return pa.Table.from_pandas(frame, schema=PAGE_SCHEMA, preserve_index=False)
+
+
+def frame(slices: Iterable[Slice[pa.Table]]) -> pd.DataFrame:
+    """The listed events as the matcher reads them, each event once (slices share edges).
+
+    Each slice is made compact as soon as it arrives (times as integers, subscriptions and
+    models dictionary-encoded) so a day of a million events stays small.
+    """
+    compact: list[pa.Table] = []
+    edges: set[int] = set()
+    for part in slices:
+        if part.pages:
+            compact.append(_compact(pa.concat_tables(part.pages)))
+        edges.add(int(part.end.timestamp() * 1000))
+    table = pa.concat_tables(compact) if compact else _compact(PAGE_SCHEMA.empty_table())
+    events: pd.DataFrame = table.to_pandas(
+        types_mapper=lambda kind: pd.ArrowDtype(kind) if kind == pa.string() else None
+    )
+    for name in TOKENS:
+        events[name] = events[name].astype("Int64")
+    on_edge = events["timestamp_ms"].isin(edges)
+    twice = events[on_edge].duplicated(["transaction_id", "subscription", "timestamp_ms"])
+    return events.drop(index=twice[twice].index).reset_index(drop=True)
+
+
+def _compact(page: pa.Table) -> pa.Table:
+    stamps = pc.cast(page.column("timestamp"), pa.timestamp("ms", "UTC"))
+    return pa.table(
+        {
+            "transaction_id": page.column("transaction_id"),
+            "subscription": pc.dictionary_encode(page.column("external_subscription_id")),
+            "model": pc.dictionary_encode(page.column("model")),
+            "timestamp_ms": pc.cast(stamps, pa.int64()),
+            "cost": page.column("response_cost"),
+            **{name: page.column(name) for name in TOKENS},
+        }
+    )
