@@ -4,6 +4,7 @@
     ├── ConfigError             exit 2: a setting or an argument is wrong; the message names it
     ├── SourceError             exit 1: the spend-log database could not be read
     │   └── SourceUnavailable   exit 1: the database did not answer (down, wrong host or port)
+    ├── RunLocked               exit 4: another run of the same database, code and charge-by
     └── LagoError               exit 1: Lago failed a request
         ├── LagoUnavailable     exit 1: Lago kept failing (5xx, 429, timeouts) past the retries
         └── LagoRejected        exit 1: Lago refused events; each transaction id and reason named
@@ -19,6 +20,8 @@ from __future__ import annotations
 EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_CONFIG = 2
+EXIT_UNSENT = 3
+EXIT_LOCKED = 4
 
 
 class ReconcileError(Exception):
@@ -39,6 +42,12 @@ class SourceError(ReconcileError):
 
 class SourceUnavailable(SourceError):
     """The spend-log database could not be reached; retrying later may succeed."""
+
+
+class RunLocked(ReconcileError):
+    """Another run holds the lock of this (database, event code, charge-by)."""
+
+    exit_code = EXIT_LOCKED
 
 
 class LagoError(ReconcileError):

@@ -9,3 +9,10 @@ GRANT USAGE ON SCHEMA public TO reconcile_reader;
 GRANT SELECT ON "LiteLLM_SpendLogs" TO reconcile_reader;
 -- A window is read by one statement; long windows may need more than a strict default:
 -- ALTER ROLE reconcile_reader SET statement_timeout = '15min';
+
+-- reconcile's ledger (its own tables: every run and every event it sent) is written, so the
+-- above does not cover it. Either keep it in another database (RECONCILE_STATE_DATABASE_URL),
+-- or give the role a schema of its own in this one, then run `reconcile migrate` as the role:
+--   CREATE SCHEMA litellm_reconcile AUTHORIZATION reconcile_reader;
+-- (or have a DBA apply `reconcile migrate --print-sql`, then grant the role USAGE on the schema
+-- and SELECT, INSERT, UPDATE on its tables and sequences).

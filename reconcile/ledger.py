@@ -1,0 +1,246 @@
+"""reconcile's own state in Postgres: its runs, the events it sent, the one-run-at-a-time lock."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import hashlib
+import json
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from importlib.resources import files
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from reconcile import queries
+from reconcile.errors import ConfigError
+from reconcile.postgres import Database, connect
+
+DEFAULT_SCHEMA = "litellm_reconcile"
+
+
+def migrations(schema: str) -> list[tuple[str, str]]:
+    """Every migration of sql/ledger, in order, as (name, SQL with the schema filled in)."""
+    folder = files("reconcile.sql").joinpath("ledger")
+    names = sorted(entry.name for entry in folder.iterdir() if entry.name.endswith(".sql"))
+    quoted = sql.Identifier(schema).as_string()
+    return [
+        (name, folder.joinpath(name).read_text(encoding="utf-8").replace("{schema}", quoted))
+        for name in names
+    ]
+
+
+def migrate(database: Database, schema: str = DEFAULT_SCHEMA) -> list[str]:
+    """Apply the migrations not applied yet, each in its own transaction; return their names."""
+    statements = queries.named("ledger.sql", schema=schema)
+    applied: list[str] = []
+    with connect(database) as connection, _explained(database, schema, "migrate"):
+        exists = connection.execute(statements["schema_exists"], {"schema": schema}).fetchone()
+        if not (exists and exists[0]):
+            connection.execute(statements["create_schema"])
+        connection.execute(statements["create_migrations_table"])
+        connection.commit()
+        done = {row[0] for row in connection.execute(statements["applied_migrations"])}
+        for name, text in migrations(schema):
+            if name not in done:
+                connection.execute(text)
+                connection.execute(statements["record_migration"], {"name": name})
+                connection.commit()
+                applied.append(name)
+    return applied
+
+
+def migration_script(schema: str = DEFAULT_SCHEMA) -> str:
+    """What `migrate` runs, as one script a DBA can read and apply with psql (idempotent)."""
+    statements = queries.named("ledger.sql", schema=schema)
+    quoted = sql.Identifier(schema).as_string()
+    parts = [
+        "BEGIN;",
+        f"CREATE SCHEMA IF NOT EXISTS {quoted};",
+        statements["create_migrations_table"].strip(),
+    ]
+    for name, text in migrations(schema):
+        parts += [
+            f"-- {name}\n{text.strip()}",
+            f"INSERT INTO {quoted}.schema_migrations (name) VALUES ('{name}') "
+            "ON CONFLICT (name) DO NOTHING;",
+        ]
+    return "\n\n".join([*parts, "COMMIT;"]) + "\n"
+
+
+@contextlib.contextmanager
+def _explained(database: Database, schema: str, doing: str) -> Iterator[None]:
+    """A refusal by Postgres's privileges, turned into an error that says what to grant."""
+    try:
+        yield
+    except psycopg.errors.InsufficientPrivilege as error:
+        reason = " ".join(str(error).split())
+        if doing == "migrate":
+            fix = (
+                "have a DBA apply `reconcile migrate --print-sql`, or create the schema for this "
+                f"role (CREATE SCHEMA {schema} AUTHORIZATION <role>), or keep the ledger in "
+                "another database (RECONCILE_STATE_DATABASE_URL)"
+            )
+        else:
+            fix = (
+                f"run the job as the role that ran `reconcile migrate`, or grant this one USAGE on "
+                f"schema {schema} and SELECT, INSERT, UPDATE on its tables and sequences"
+            )
+        raise ConfigError(
+            f"{database.setting} ({database}) refused to {doing} reconcile's ledger "
+            f"({reason}): {fix}"
+        ) from None
+
+
+def lock_key(source: str, code: str, charge_by: str) -> int:
+    """The advisory-lock key of one (spend-log database, event code, charge-by)."""
+    digest = hashlib.sha256(f"reconcile\x1f{source}\x1f{code}\x1f{charge_by}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+class Ledger:
+    """One open connection to the state database for the length of a run (it holds the lock)."""
+
+    def __init__(self, database: Database, schema: str = DEFAULT_SCHEMA) -> None:
+        self.database = database
+        self.schema = schema
+        self._sql = queries.named("ledger.sql", schema=schema)
+        self._stack = contextlib.ExitStack()
+        self._connection: psycopg.Connection | None = None
+
+    def __enter__(self) -> Ledger:
+        self._connection = self._stack.enter_context(connect(self.database, autocommit=True))
+        table = sql.SQL("{}.sent_events").format(sql.Identifier(self.schema)).as_string()
+        with _explained(self.database, self.schema, "use"):
+            found = self._connection.execute(
+                "SELECT to_regclass(%s) IS NOT NULL", (table,)
+            ).fetchone()
+        if not found or not found[0]:
+            self.__exit__()
+            raise ConfigError(
+                f"{self.database.setting} ({self.database}) has no reconcile state schema "
+                f"{self.schema!r}: run `reconcile migrate` once (with a role that may create it)"
+            )
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stack.close()
+        self._connection = None
+
+    def _run(self, name: str, **params: Any) -> psycopg.Cursor[Any]:
+        if self._connection is None:
+            raise RuntimeError("the ledger is not open")
+        with _explained(self.database, self.schema, "write"):
+            return self._connection.execute(self._sql[name], params)
+
+    def try_lock(self, key: int) -> bool:
+        """Take the run lock for this connection's life; False when another run holds it."""
+        row = self._run("try_lock", key=key).fetchone()
+        return bool(row and row[0])
+
+    def last_success_until(self, source: str, code: str, charge_by: str) -> dt.datetime | None:
+        """The end of the latest succeeded run's window, if any."""
+        row = self._run(
+            "last_success_until", source=source, code=code, charge_by=charge_by
+        ).fetchone()
+        return row[0] if row else None
+
+    def start_run(
+        self,
+        *,
+        mode: str,
+        source: str,
+        code: str,
+        charge_by: str,
+        since: dt.datetime,
+        until: dt.datetime,
+        settings: Mapping[str, Any],
+    ) -> int:
+        """Record a run as running; returns its id."""
+        row = self._run(
+            "start_run",
+            mode=mode,
+            source=source,
+            code=code,
+            charge_by=charge_by,
+            since=since,
+            until=until,
+            settings=json.dumps(settings, default=str),
+        ).fetchone()
+        if row is None:
+            raise RuntimeError("INSERT ... RETURNING returned nothing")
+        return int(row[0])
+
+    def finish_run(
+        self, run_id: int, status: str, counts: Mapping[str, Any], error: str | None = None
+    ) -> None:
+        """Record how a run ended."""
+        self._run(
+            "finish_run",
+            run_id=run_id,
+            status=status,
+            error=error,
+            counts=json.dumps(counts, default=str),
+        )
+
+    def record_sending(self, run_id: int, events: Sequence[Mapping[str, Any]]) -> None:
+        """Write the events about to be sent (status 'sending') before any of them is."""
+        if self._connection is None:
+            raise RuntimeError("the ledger is not open")
+        with (
+            _explained(self.database, self.schema, "write"),
+            self._connection.transaction(),
+            self._connection.cursor() as cursor,
+        ):
+            cursor.execute(self._sql["create_incoming"])
+            with cursor.copy(self._sql["copy_incoming"]) as copy:
+                for event in events:
+                    copy.write_row(_ledger_row(event, run_id))
+            cursor.execute(self._sql["merge_incoming"])
+
+    def record_outcome(
+        self, run_id: int, sent: Iterable[tuple[str, str]], already: Iterable[tuple[str, str]]
+    ) -> None:
+        """Mark events as delivered by this run, or found already in Lago."""
+        for status, pairs in (("sent", list(sent)), ("already_in_lago", list(already))):
+            if pairs:
+                transaction_ids, subscriptions = zip(*pairs, strict=True)
+                self._run(
+                    "set_status",
+                    status=status,
+                    run_id=run_id,
+                    transaction_ids=list(transaction_ids),
+                    subscriptions=list(subscriptions),
+                )
+
+    def confirm_in_lago(self, pairs: Iterable[tuple[str, str]]) -> int:
+        """Events left 'sending' by an interrupted run that Lago turned out to hold: 'sent'."""
+        rows = list(pairs)
+        if not rows:
+            return 0
+        cursor = self._run(
+            "confirm_in_lago",
+            transaction_ids=[tid for tid, _ in rows],
+            subscriptions=[sub for _, sub in rows],
+        )
+        return cursor.rowcount
+
+    def sending(self, code: str) -> list[tuple[str, str]]:
+        """(transaction_id, subscription) of events an interrupted run may or may not have sent."""
+        return [(row[0], row[1]) for row in self._run("sending", code=code)]
+
+
+def _ledger_row(event: Mapping[str, Any], run_id: int) -> tuple[Any, ...]:
+    properties = event["properties"]
+    seconds = dt.timedelta(milliseconds=round(float(event["timestamp"]) * 1000))
+    return (
+        event["transaction_id"],
+        event["external_subscription_id"],
+        event["code"],
+        properties["litellm_request_id"],
+        dt.datetime(1970, 1, 1, tzinfo=dt.UTC) + seconds,
+        properties["response_cost"],
+        run_id,
+        "sending",
+    )
