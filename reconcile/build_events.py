@@ -41,7 +41,11 @@ EVENT_SCHEMA = pa.schema(
         ("completion_tokens", pa.int64()),
         ("total_tokens", pa.int64()),
         ("litellm_request_id", pa.string()),
+        # Bookkeeping, not sent: how the id was made, and what matching needs.
         ("id_basis", pa.int8()),
+        ("start_ms", pa.int64()),
+        ("end_ms", pa.int64()),
+        ("cost", pa.float64()),
     ]
 )
 
@@ -82,6 +86,11 @@ def build_events(billable_rows: pa.Table, code: str) -> pa.Table:
             rows.column("total_tokens"),
             rows.column("request_id"),
             pa.array(basis, pa.int8()),
+            rows.column("start_ms"),
+            rows.column("end_ms"),
+            rows.column("cost")
+            if "cost" in rows.column_names
+            else pc.cast(rows.column("spend"), pa.float64()),
         ],
         schema=EVENT_SCHEMA,
     )

@@ -2,22 +2,30 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import datetime as dt
 import enum
 import logging
 import time
 from collections import Counter
+from collections.abc import Callable, Iterator
 from typing import BinaryIO
 
 import numpy as np
 
 from reconcile.attribute import Tally, billable, classify, tally
 from reconcile.build_events import EVENT_SCHEMA, build_events, write_csv, write_jsonl
+from reconcile.errors import ConfigError, RunLocked
+from reconcile.job import JobSettings, Plan, RunSummary, reconcile_window
+from reconcile.lago.client import LagoClient
+from reconcile.ledger import DEFAULT_SCHEMA, Ledger, lock_key, migration_script
+from reconcile.ledger import migrate as ledger_migrate
 from reconcile.postgres import Database
 from reconcile.settings import ChargeBy
 from reconcile.spendlogs.read import DEFAULT_CHUNK_ROWS, open_snapshot, read_window
 from reconcile.transaction_id import IdBasis
-from reconcile.window import Window
+from reconcile.window import Window, format_instant
 
 log = logging.getLogger(__name__)
 
@@ -83,3 +91,119 @@ def events(
         id_basis=dict(basis),
         seconds=time.monotonic() - started,
     )
+
+
+@dataclasses.dataclass(frozen=True)
+class LagoSettings:
+    """Where Lago is (LAGO_API_BASE) and the key it takes (LAGO_API_KEY, never shown)."""
+
+    base_url: str
+    api_key: str = dataclasses.field(repr=False)
+
+
+@dataclasses.dataclass(frozen=True)
+class StateSettings:
+    """Where reconcile keeps its ledger: a database and a schema of its own."""
+
+    database: Database
+    schema: str = DEFAULT_SCHEMA
+
+
+def migrate(state: StateSettings) -> list[str]:
+    """Create or update reconcile's state schema; the names of the migrations applied now."""
+    return ledger_migrate(state.database, state.schema)
+
+
+def migration_sql(schema: str = DEFAULT_SCHEMA) -> str:
+    """Everything `migrate` would run, for a DBA to read or apply by hand."""
+    return migration_script(schema)
+
+
+def backfill(
+    source: Database,
+    lago: LagoSettings,
+    state: StateSettings,
+    settings: JobSettings,
+    *,
+    confirm: Callable[[Plan], bool] = lambda _: True,
+    client: LagoClient | None = None,
+) -> RunSummary:
+    """Reconcile the window of `settings`: list, match, send what is missing, record it all."""
+    with _client(lago, client) as lago_client, Ledger(state.database, state.schema) as ledger:
+        _lock(ledger, source, settings.code, settings.charge_by)
+        return reconcile_window(
+            source, lago_client, ledger, settings, source=str(source), confirm=confirm
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class Schedule:
+    """How the nightly run picks its window."""
+
+    lookback: dt.timedelta = dt.timedelta(days=1)
+    settle: dt.timedelta = dt.timedelta(minutes=15)
+    retention: dt.timedelta = dt.timedelta(days=30)
+    first_since: dt.datetime | None = None
+
+
+def nightly_window(
+    last_until: dt.datetime | None, schedule: Schedule, now: dt.datetime
+) -> Window | None:
+    """The nightly window, or None when it is empty; refuses a window past retention.
+
+    It runs from the last success's end minus the lookback (first run: --since, or a day
+    back) to now minus the settle delay.
+    """
+    until = now - schedule.settle
+    if last_until is not None:
+        since = last_until - schedule.lookback
+    else:
+        since = schedule.first_since or until - dt.timedelta(days=1)
+    horizon = now - schedule.retention
+    if since < horizon:
+        raise ConfigError(
+            f"the window would start at {format_instant(since)}, more than "
+            f"{schedule.retention.days} days ago: LiteLLM may have deleted those spend logs "
+            "(maximum_spend_logs_retention_period). Reconcile what remains with `reconcile "
+            f"backfill --since {format_instant(horizon)}`, or raise --retention-days if LiteLLM "
+            "keeps them longer"
+        )
+    return Window(since, until) if since < until else None
+
+
+def run(
+    source: Database,
+    lago: LagoSettings,
+    state: StateSettings,
+    settings: JobSettings,
+    schedule: Schedule,
+    *,
+    now: dt.datetime,
+    client: LagoClient | None = None,
+) -> RunSummary | None:
+    """The nightly job: pick the window after the last success and reconcile it (None: empty)."""
+    with _client(lago, client) as lago_client, Ledger(state.database, state.schema) as ledger:
+        _lock(ledger, source, settings.code, settings.charge_by)
+        last = ledger.last_success_until(str(source), settings.code, settings.charge_by.value)
+        window = nightly_window(last, schedule, now)
+        if window is None:
+            return None
+        chosen = dataclasses.replace(settings, mode="run", window=window)
+        return reconcile_window(source, lago_client, ledger, chosen, source=str(source), now=now)
+
+
+def _lock(ledger: Ledger, source: Database, code: str, charge_by: ChargeBy) -> None:
+    if not ledger.try_lock(lock_key(str(source), code, charge_by.value)):
+        raise RunLocked(
+            f"another reconcile run holds the lock for {source} (code {code}, charge-by "
+            f"{charge_by.value}): it is still running; try again when it ends"
+        )
+
+
+@contextlib.contextmanager
+def _client(lago: LagoSettings, given: LagoClient | None) -> Iterator[LagoClient]:
+    if given is not None:
+        yield given
+        return
+    with LagoClient(lago.base_url, lago.api_key) as client:
+        yield client

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import os
+import re
 import secrets
 import sys
 from collections.abc import Callable, Iterator
@@ -13,7 +15,11 @@ from typing import Any, BinaryIO, TypeVar
 import click
 from click.core import ParameterSource
 
+from reconcile.commands import LagoSettings, StateSettings
 from reconcile.errors import ConfigError
+from reconcile.job import Plan
+from reconcile.lago.answers import normalize_base_url
+from reconcile.ledger import DEFAULT_SCHEMA
 from reconcile.postgres import Database, parse_database_url
 from reconcile.settings import DEFAULT_CHARGE_BY, ChargeBy, parse_charge_by, parse_event_code
 from reconcile.window import Window, parse_instant
@@ -140,3 +146,125 @@ def open_output(path: str) -> Iterator[BinaryIO]:
     except BaseException:
         partial.unlink(missing_ok=True)
         raise
+
+
+EXIT_CODES_RUN_HELP = """\
+\b
+Exit codes:
+  0  every billable row of the window is in Lago (unexplained events are
+     reported, not an error: `reconcile report --check` alerts on them)
+  1  error (the database or Lago failed); safe to run again
+  2  usage or configuration error; the message names the setting and the fix
+  3  missing events remain unsent (a dry run, --max-events, or a no at the prompt)
+  4  another run holds the lock for this database, event code and charge-by
+"""
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
+_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str, *, option: str) -> dt.timedelta:
+    """`90`, `90s`, `20m`, `1h`, `1d` as a timedelta."""
+    found = _DURATION.match(text)
+    if not found:
+        raise ConfigError(f"{option} {text!r} is not a duration: write e.g. 90s, 20m, 1h or 1d")
+    return dt.timedelta(seconds=float(found.group(1)) * _UNITS[found.group(2)])
+
+
+def lago_options(function: F) -> F:
+    """--lago-api-base and --lago-api-key, as LiteLLM's LAGO_API_BASE and LAGO_API_KEY."""
+    base = click.option(
+        "--lago-api-base",
+        envvar="LAGO_API_BASE",
+        show_envvar=True,
+        metavar="URL",
+        help="Lago's API root, e.g. http://localhost:3000 or https://api.getlago.com.",
+    )
+    key = click.option(
+        "--lago-api-key",
+        envvar="LAGO_API_KEY",
+        show_envvar=True,
+        metavar="KEY",
+        help="Lago's API key (prefer the environment variable: options show in `ps`).",
+    )
+    return base(key(function))
+
+
+def state_options(function: F) -> F:
+    """--state-database-url and --state-schema: where reconcile keeps its ledger."""
+    url = click.option(
+        "--state-database-url",
+        envvar="RECONCILE_STATE_DATABASE_URL",
+        show_envvar=True,
+        metavar="URL",
+        help="Postgres for reconcile's own ledger.  [default: DATABASE_URL]",
+    )
+    schema = click.option(
+        "--state-schema",
+        envvar="RECONCILE_STATE_SCHEMA",
+        show_envvar=True,
+        default=DEFAULT_SCHEMA,
+        show_default=True,
+        metavar="NAME",
+        help="Schema of reconcile's ledger tables.",
+    )
+    return url(schema(function))
+
+
+def matching_options(function: F) -> F:
+    """--skew and --max-delay: how far an event's time may be from its row's endTime."""
+    skew = click.option(
+        "--skew",
+        default="2m",
+        show_default=True,
+        metavar="DURATION",
+        help="An event may be this much before its row's endTime (clocks differ).",
+    )
+    delay = click.option(
+        "--max-delay",
+        default="20m",
+        show_default=True,
+        metavar="DURATION",
+        help="...and this much after: a 10-minute stream plus a callback late by minutes.",
+    )
+    return skew(delay(function))
+
+
+def lago_settings(ctx: click.Context, base: str | None, key: str | None) -> LagoSettings:
+    """LAGO_API_BASE and LAGO_API_KEY, checked."""
+    if not base:
+        raise ConfigError(
+            f"{source_name(ctx, 'lago_api_base', 'LAGO_API_BASE')} is not set: give Lago's API "
+            "root, e.g. http://localhost:3000 (the same value as LiteLLM's)"
+        )
+    if not key:
+        raise ConfigError(
+            f"{source_name(ctx, 'lago_api_key', 'LAGO_API_KEY')} is not set: give Lago's API key "
+            "(Lago > Developers > API keys; the same value as LiteLLM's)"
+        )
+    return LagoSettings(
+        normalize_base_url(base, setting=source_name(ctx, "lago_api_base", "LAGO_API_BASE")), key
+    )
+
+
+def state_settings(
+    ctx: click.Context, url: str | None, schema: str, source: Database
+) -> StateSettings:
+    """The ledger's database (the spend-log database unless told otherwise) and schema."""
+    if not url:
+        return StateSettings(source, schema)
+    setting = source_name(ctx, "state_database_url", "RECONCILE_STATE_DATABASE_URL")
+    return StateSettings(parse_database_url(url, setting=setting), schema)
+
+
+def confirmer(*, yes: bool, above: int, lago: str) -> Callable[[Plan], bool]:
+    """Ask before sending more than `above` events, on a terminal only (cron never blocks)."""
+
+    def confirm(plan: Plan) -> bool:
+        if yes or len(plan.events) <= above or not sys.stdin.isatty():
+            return True
+        return click.confirm(
+            f"Send {len(plan.events):,} events (${plan.spend:,.2f}) to Lago at {lago}?", err=True
+        )
+
+    return confirm

@@ -1,0 +1,256 @@
+"""`reconcile migrate`, `backfill` and `run`: the ledger, a window on demand, the nightly job."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+from reconcile import commands, render
+from reconcile.cli.options import (
+    DEBUG_OPTION,
+    EXIT_CODES_HELP,
+    EXIT_CODES_RUN_HELP,
+    confirmer,
+    lago_options,
+    lago_settings,
+    matching_options,
+    parse_duration,
+    settings,
+    source_options,
+    state_options,
+    state_settings,
+    window,
+    window_options,
+)
+from reconcile.errors import EXIT_UNSENT
+from reconcile.job import JobSettings, RunSummary
+from reconcile.postgres import Database, parse_database_url
+from reconcile.window import UTC, Window, parse_instant
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@dataclasses.dataclass(frozen=True)
+class _Common:
+    """The options `backfill` and `run` share, as click passed them."""
+
+    dry_run: bool
+    max_events: int | None
+    yes: bool
+    confirm_above: int
+    skew: str
+    max_delay: str
+    lago_api_base: str | None
+    lago_api_key: str | None
+    state_database_url: str | None
+    state_schema: str
+    database_url: str | None
+    charge_by: str
+    event_code: str | None
+
+
+def _common_options(function: F) -> F:
+    options = [
+        click.option(
+            "--dry-run",
+            is_flag=True,
+            help="Show what would be sent and send nothing (exit 3 if anything is missing).",
+        ),
+        click.option(
+            "--max-events",
+            type=click.IntRange(min=0),
+            default=None,
+            metavar="N",
+            help="Send at most N events this time, the earliest first (exit 3 if more remain).",
+        ),
+        click.option(
+            "--yes", is_flag=True, help="Do not ask before a large backfill on a terminal."
+        ),
+        click.option(
+            "--confirm-above",
+            type=click.IntRange(min=0),
+            default=1000,
+            show_default=True,
+            metavar="N",
+            help="On a terminal, ask before sending more than N events.",
+        ),
+    ]
+    for option in reversed(options):
+        function = option(function)
+    return matching_options(lago_options(state_options(source_options(function))))
+
+
+@click.command(epilog=EXIT_CODES_HELP)
+@click.option("--print-sql", is_flag=True, help="Print the SQL instead of running it (for a DBA).")
+@click.option(
+    "--database-url",
+    envvar="DATABASE_URL",
+    show_envvar=True,
+    metavar="URL",
+    help="The LiteLLM proxy's Postgres: the ledger goes there unless told otherwise.",
+)
+@state_options
+@DEBUG_OPTION
+def migrate(
+    print_sql: bool, database_url: str | None, state_database_url: str | None, state_schema: str
+) -> None:
+    """Create or update reconcile's own tables (its ledger); safe to run again.
+
+    The tables live in a schema of their own (litellm_reconcile by default) of the LiteLLM
+    database, or of --state-database-url. LiteLLM's tables are never touched.
+
+    \b
+    Example:
+      reconcile migrate                # as a role that may create the schema
+      reconcile migrate --print-sql    # what it runs, for a DBA to review or apply
+    """
+    if print_sql:
+        click.echo(commands.migration_sql(state_schema))
+        return
+    setting = "RECONCILE_STATE_DATABASE_URL" if state_database_url else "DATABASE_URL"
+    database = parse_database_url(state_database_url or database_url, setting=setting)
+    applied = commands.migrate(commands.StateSettings(database, state_schema))
+    done = f"updated ({', '.join(applied)})" if applied else "already up to date"
+    click.echo(f"{database}: schema {state_schema} {done}", err=True)
+
+
+@click.command(epilog=EXIT_CODES_RUN_HELP)
+@window_options
+@click.option(
+    "--customer",
+    "customers",
+    multiple=True,
+    metavar="ID",
+    help="Only this charge-by id (repeat the option for several).",
+)
+@_common_options
+@click.pass_context
+def backfill(
+    ctx: click.Context, /, since: str, until: str, customers: tuple[str, ...], **options: Any
+) -> None:
+    """Send Lago the events a window of spend logs calls for and Lago lacks, exactly once.
+
+    Reads the window's spend logs, lists Lago's events of the window (and its margins),
+    matches each billable row to an event (by transaction id, or, for LiteLLM's own live
+    callback, by subscription, model, tokens, cost and time) and sends the missing ones with
+    stable transaction ids: running it again never sends anything twice. Everything is
+    recorded in the ledger (see `reconcile migrate`).
+
+    \b
+    Example:
+      reconcile backfill --since 2026-11-01 --until 2026-11-08 --dry-run
+      reconcile backfill --since 2026-11-01 --until 2026-11-08 --customer cust_42 --yes
+    """
+    common = _Common(**options)
+    job = _job(ctx, common, "backfill", window(since, until), frozenset(customers))
+    source, lago, state = _targets(ctx, common)
+    confirm = confirmer(yes=common.yes, above=common.confirm_above, lago=lago.base_url)
+    _finish(ctx, commands.backfill(source, lago, state, job, confirm=confirm), lago.base_url)
+
+
+@click.command(epilog=EXIT_CODES_RUN_HELP)
+@click.option(
+    "--since",
+    metavar="TIME",
+    default=None,
+    help="Where the very first run starts.  [default: a day before now minus --settle]",
+)
+@click.option(
+    "--lookback",
+    default="1d",
+    show_default=True,
+    metavar="DURATION",
+    help="Start this long before the end of the last successful run, for late rows.",
+)
+@click.option(
+    "--settle",
+    default="15m",
+    show_default=True,
+    metavar="DURATION",
+    help="Leave the last stretch out: spend logs and callbacks still arriving.",
+)
+@click.option(
+    "--retention-days",
+    type=click.IntRange(min=1),
+    default=30,
+    show_default=True,
+    help="Refuse windows older than this: LiteLLM may have deleted those rows.",
+)
+@_common_options
+@click.pass_context
+def run(
+    ctx: click.Context,
+    /,
+    since: str | None,
+    lookback: str,
+    settle: str,
+    retention_days: int,
+    **options: Any,
+) -> None:
+    """The nightly job: reconcile everything since the last successful run.
+
+    The window runs from the end of the last successful run minus --lookback (to catch
+    rows written late) to now minus --settle; the first run starts at --since, or a day back.
+    Then it does what `reconcile backfill` does for that window. One run at a time per
+    database, event code and charge-by: another one exits 4. See cron/ for crontab,
+    systemd and Kubernetes schedules.
+
+    \b
+    Example:
+      reconcile migrate && reconcile run
+    """
+    common = _Common(**options)
+    schedule = commands.Schedule(
+        lookback=parse_duration(lookback, option="--lookback"),
+        settle=parse_duration(settle, option="--settle"),
+        retention=dt.timedelta(days=retention_days),
+        first_since=parse_instant(since, option="--since") if since else None,
+    )
+    placeholder = Window(dt.datetime(2000, 1, 1, tzinfo=UTC), dt.datetime(2000, 1, 2, tzinfo=UTC))
+    job = _job(ctx, common, "run", placeholder, frozenset())  # its window: chosen by the run
+    source, lago, state = _targets(ctx, common)
+    summary = commands.run(source, lago, state, job, schedule, now=dt.datetime.now(UTC))
+    if summary is None:
+        click.echo("nothing to reconcile yet: the last run ended less than --settle ago", err=True)
+        return
+    _finish(ctx, summary, lago.base_url)
+
+
+def _job(
+    ctx: click.Context, common: _Common, mode: str, span: Window, customers: frozenset[str]
+) -> JobSettings:
+    _, charge_by, code = settings(ctx, common.database_url, common.charge_by, common.event_code)
+    return JobSettings(
+        mode=mode,
+        window=span,
+        charge_by=charge_by,
+        code=code,
+        customers=customers,
+        skew=parse_duration(common.skew, option="--skew"),
+        max_delay=parse_duration(common.max_delay, option="--max-delay"),
+        dry_run=common.dry_run,
+        max_events=common.max_events,
+    )
+
+
+def _targets(
+    ctx: click.Context, common: _Common
+) -> tuple[Database, commands.LagoSettings, commands.StateSettings]:
+    source, _, _ = settings(ctx, common.database_url, common.charge_by, common.event_code)
+    lago = lago_settings(ctx, common.lago_api_base, common.lago_api_key)
+    state = state_settings(ctx, common.state_database_url, common.state_schema, source)
+    return source, lago, state
+
+
+def _finish(ctx: click.Context, summary: RunSummary, lago: str) -> None:
+    click.echo(render.run_summary(summary, lago=lago), err=True)
+    if summary.settings.dry_run and summary.plan is not None:
+        for event in summary.plan.events[:5]:  # a sample of what would be sent: data, on stdout
+            click.echo(json.dumps(event, ensure_ascii=False))
+    if summary.unsent:
+        ctx.exit(EXIT_UNSENT)

@@ -1,0 +1,160 @@
+"""`reconcile migrate`, `backfill` and `run` from the command line: outputs and exit codes."""
+
+import json
+from collections.abc import Callable, Iterator
+
+import pytest
+from conftest import DAY
+from test_cli import ENV_NAMES, run
+from test_reconcile_e2e import billable, billed_once, callback
+
+from reconcile.demo.factory import SpendLog, SpendLogFactory
+from reconcile.lago.emulator import LagoEmulator
+from reconcile.ledger import lock_key
+from reconcile.postgres import Database, connect
+
+KEY = "e2e-key"
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in (*ENV_NAMES, "RECONCILE_STATE_DATABASE_URL", "RECONCILE_STATE_SCHEMA"):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+def lago() -> Iterator[LagoEmulator]:
+    with LagoEmulator(api_key=KEY) as emulator:
+        yield emulator
+
+
+@pytest.fixture
+def rows(
+    litellm_db: Database, insert: Callable[..., None], factory: SpendLogFactory
+) -> list[SpendLog]:
+    written = list(factory.day(DAY, 300))
+    insert(*written)
+    return written
+
+
+def environment(database: Database, lago: LagoEmulator) -> dict[str, str]:
+    return {"DATABASE_URL": database.url(), "LAGO_API_BASE": lago.url, "LAGO_API_KEY": KEY,
+            "LAGO_API_EVENT_CODE": "openai_tokens"}  # fmt: skip
+
+
+WINDOW = ["--since", "2026-11-01", "--until", "2026-11-02"]
+
+
+def test_migrate_is_idempotent_and_can_show_its_sql(litellm_db: Database) -> None:
+    env = {"DATABASE_URL": litellm_db.url()}
+    first, second = run(["migrate"], env=env), run(["migrate"], env=env)
+    assert (first.exit_code, second.exit_code) == (0, 0)
+    assert "updated (001_runs_and_sent_events.sql)" in first.stderr
+    assert "already up to date" in second.stderr
+    shown = run(["migrate", "--print-sql", "--state-schema", "billing_audit"])
+    assert shown.exit_code == 0
+    assert 'CREATE TABLE IF NOT EXISTS "billing_audit".sent_events' in shown.stdout
+
+
+def test_backfill_without_migrate_says_what_to_do(
+    litellm_db: Database, rows: list[SpendLog], lago: LagoEmulator
+) -> None:
+    result = run(["backfill", *WINDOW], env=environment(litellm_db, lago))
+    assert result.exit_code == 2
+    assert "run `reconcile migrate` once" in result.stderr
+
+
+def test_dry_run_exits_3_shows_a_sample_and_sends_nothing(
+    litellm_db: Database, rows: list[SpendLog], lago: LagoEmulator
+) -> None:
+    env = environment(litellm_db, lago)
+    assert run(["migrate"], env=env).exit_code == 0
+    result = run(["backfill", *WINDOW, "--dry-run"], env=env)
+    assert result.exit_code == 3, result.stderr
+    sample = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(sample) == 5
+    assert all(event["code"] == "openai_tokens" for event in sample)
+    assert "to send, per customer" in result.stderr
+    assert lago.stored_events() == []
+
+
+def test_backfill_then_run_then_nothing_left(
+    litellm_db: Database, rows: list[SpendLog], lago: LagoEmulator
+) -> None:
+    env = environment(litellm_db, lago)
+    assert run(["migrate"], env=env).exit_code == 0
+    callback(lago, billable(rows)[::2])
+    done = run(["backfill", *WINDOW], env=env)
+    assert done.exit_code == 0, done.stderr
+    assert "sent now" in done.stderr
+    billed_once(lago, rows)
+    nightly = run(["run", "--since", "2026-11-01", "--retention-days", "3650"], env=env)
+    assert nightly.exit_code == 0, nightly.stderr
+    assert "run 2" in nightly.stderr or "run" in nightly.stderr
+    billed_once(lago, rows)
+    with connect(litellm_db) as connection:
+        modes = connection.execute(
+            "SELECT mode, status FROM litellm_reconcile.runs ORDER BY id"
+        ).fetchall()
+    assert modes == [("backfill", "succeeded"), ("run", "succeeded")]
+
+
+def test_max_events_exits_3_until_everything_is_sent(
+    litellm_db: Database, rows: list[SpendLog], lago: LagoEmulator
+) -> None:
+    env = environment(litellm_db, lago)
+    run(["migrate"], env=env)
+    assert run(["backfill", *WINDOW, "--max-events", "10"], env=env).exit_code == 3
+    assert run(["backfill", *WINDOW], env=env).exit_code == 0
+    billed_once(lago, rows)
+
+
+def test_a_held_lock_exits_4(
+    litellm_db: Database, rows: list[SpendLog], lago: LagoEmulator
+) -> None:
+    env = environment(litellm_db, lago)
+    run(["migrate"], env=env)
+    with connect(litellm_db, autocommit=True) as other:
+        other.execute(
+            "SELECT pg_advisory_lock(%s)",
+            (lock_key(str(litellm_db), "openai_tokens", "end_user_id"),),
+        )
+        result = run(["backfill", *WINDOW], env=env)
+    assert result.exit_code == 4
+    assert "another reconcile run holds the lock" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("unset", "message"),
+    [("LAGO_API_BASE", "LAGO_API_BASE (or --lago-api-base) is not set"),
+     ("LAGO_API_KEY", "LAGO_API_KEY (or --lago-api-key) is not set")],
+)  # fmt: skip
+def test_lago_settings_are_required(
+    litellm_db: Database, lago: LagoEmulator, unset: str, message: str
+) -> None:
+    env = {key: value for key, value in environment(litellm_db, lago).items() if key != unset}
+    result = run(["backfill", *WINDOW], env=env)
+    assert result.exit_code == 2
+    assert message in result.stderr
+
+
+def test_a_wrong_lago_key_exits_2_without_showing_it(
+    litellm_db: Database, rows: list[SpendLog], lago: LagoEmulator
+) -> None:
+    env = {**environment(litellm_db, lago), "LAGO_API_KEY": "not-the-key-123"}
+    run(["migrate"], env=env)
+    result = run(["backfill", *WINDOW], env=env)
+    assert result.exit_code == 2
+    assert "check LAGO_API_KEY" in result.stderr
+    assert "not-the-key-123" not in result.stderr + result.stdout
+
+
+def test_an_unreachable_spend_log_database_exits_1(
+    lago: LagoEmulator, litellm_db: Database
+) -> None:
+    env = {**environment(litellm_db, lago), "DATABASE_URL": "postgresql://u:secret@127.0.0.1:1/litellm",
+           "RECONCILE_STATE_DATABASE_URL": litellm_db.url()}  # fmt: skip
+    run(["migrate"], env={"DATABASE_URL": litellm_db.url()})
+    result = run(["backfill", *WINDOW], env=env)
+    assert result.exit_code == 1
+    assert "secret" not in result.stderr
