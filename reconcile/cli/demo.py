@@ -1,15 +1,14 @@
-"""`reconcile demo`: the whole job on an embedded Postgres, nothing else needed."""
+"""`reconcile demo`: the whole job on an embedded Postgres and the Lago emulator, nothing else."""
 
 from __future__ import annotations
 
 import datetime as dt
-import io
-import sys
+import json
 
 import click
 
 from reconcile import render
-from reconcile.cli.options import DEBUG_OPTION, EXIT_CODES_HELP, open_output
+from reconcile.cli.options import DEBUG_OPTION, EXIT_CODES_HELP
 from reconcile.settings import DEFAULT_CHARGE_BY, ChargeBy
 from reconcile.window import UTC
 
@@ -38,50 +37,51 @@ from reconcile.window import UTC
     help="Which id to bill.",
 )
 @click.option(
+    "--delivered",
+    type=click.FloatRange(0, 1),
+    default=0.95,
+    show_default=True,
+    help="Share of billable requests LiteLLM's live callback got into Lago.",
+)
+@click.option(
     "--sample",
     type=click.IntRange(min=0),
     default=3,
     show_default=True,
-    help="Events to print on stdout.",
-)
-@click.option(
-    "-o", "--output", default=None, metavar="FILE", help="Also write every event (JSON lines) here."
+    help="Backfilled events to print.",
 )
 @DEBUG_OPTION
 def demo(
-    day: dt.datetime | None,
-    rows: int,
-    seed: int,
-    charge_by: str,
-    sample: int,
-    output: str | None,
+    day: dt.datetime | None, rows: int, seed: int, charge_by: str, delivered: float, sample: int
 ) -> None:
     """Run the whole job on an embedded default: no LiteLLM, no Lago, no Postgres needed.
 
     Starts a private PostgreSQL server (pgserver, from PyPI), builds LiteLLM's real schema
-    from the migrations in litellm-proxy-extras, writes a day of realistic proxy traffic
+    from the migrations in litellm-proxy-extras and writes a day of realistic proxy traffic
     (cache hits, failures with and without cost, rows without a customer, awkward ids, tiny
-    costs) and runs `reconcile events` over it. The summary goes to stderr, a sample of the
-    events to stdout. Everything is deleted on exit.
+    costs). It starts the Lago emulator holding the events LiteLLM's live callback would have
+    got there (random ids, Lago's reception times), with some lost, then runs the nightly
+    `reconcile run`: it finds and backfills exactly the lost ones. A second run, half an hour
+    later, finds nothing left to do. Summaries go to stderr, a sample of the backfilled events
+    to stdout. Everything is deleted on exit.
 
     \b
     Example:
-      reconcile demo --rows 50000 --charge-by team_id -o events.jsonl
+      reconcile demo --rows 50000 --charge-by team_id --delivered 0.9
     """
     from reconcile.demo.run import run_demo  # noqa: PLC0415 (imports the demo-only dependencies)
 
-    buffer = io.BytesIO()
     result = run_demo(
         day=(day.date() if day else dt.datetime.now(UTC).date() - dt.timedelta(days=1)),
         rows=rows,
         seed=seed,
         charge_by=ChargeBy(charge_by),
-        sink=buffer,
+        delivered=delivered,
     )
-    click.echo(render.events_summary(result.events), err=True)
-    lines = buffer.getvalue().splitlines(keepends=True)
-    sys.stdout.buffer.write(b"".join(lines[:sample]))
-    if output is not None:
-        with open_output(output) as sink:
-            sink.write(buffer.getvalue())
-        click.echo(f"all {len(lines):,} events are in {output}", err=True)
+    for number, summary in enumerate(result.runs, start=1):
+        click.echo(f"\nnightly run {number}\n", err=True)
+        click.echo(render.run_summary(summary, lago=result.lago_url), err=True)
+    first = result.runs[0] if result.runs else None
+    if first is not None and first.plan is not None:
+        for event in first.plan.events[:sample]:
+            click.echo(json.dumps(event, ensure_ascii=False))

@@ -64,11 +64,27 @@ class SpendLog:
 
 
 _COLUMNS = (
-    "request_id", "call_type", "api_key", "spend", "total_tokens", "prompt_tokens",
-    "completion_tokens", "startTime", "endTime", "model", "model_group", "custom_llm_provider",
-    "user", "team_id", "end_user", "metadata", "cache_hit", "status", "litellm_call_id",
+    "request_id",
+    "call_type",
+    "api_key",
+    "spend",
+    "total_tokens",
+    "prompt_tokens",
+    "completion_tokens",
+    "startTime",
+    "endTime",
+    "model",
+    "model_group",
+    "custom_llm_provider",
+    "user",
+    "team_id",
+    "end_user",
+    "metadata",
+    "cache_hit",
+    "status",
+    "litellm_call_id",
     "created_at",
-)  # fmt: skip
+)
 
 
 def insert_spend_logs(connection: psycopg.Connection, rows: Iterable[SpendLog]) -> int:
@@ -85,13 +101,28 @@ def insert_spend_logs(connection: psycopg.Connection, rows: Iterable[SpendLog]) 
                 metadata["user_api_key_team_id"] = row.team_id
             copy.write_row(
                 (
-                    row.request_id, row.call_type, row.api_key, row.spend, row.total_tokens,
-                    row.prompt_tokens, row.completion_tokens, row.start, row.end, row.model,
-                    row.model, PROVIDERS[MODELS.get(row.model, (0, 0, "call"))[2]], row.user,
-                    row.team_id, row.end_user, json.dumps(metadata), row.cache_hit, row.status,
-                    row.litellm_call_id, row.created_at or row.end + dt.timedelta(seconds=3),
+                    row.request_id,
+                    row.call_type,
+                    row.api_key,
+                    row.spend,
+                    row.total_tokens,
+                    row.prompt_tokens,
+                    row.completion_tokens,
+                    row.start,
+                    row.end,
+                    row.model,
+                    row.model,
+                    PROVIDERS[MODELS.get(row.model, (0, 0, "call"))[2]],
+                    row.user,
+                    row.team_id,
+                    row.end_user,
+                    json.dumps(metadata),
+                    row.cache_hit,
+                    row.status,
+                    row.litellm_call_id,
+                    row.created_at or row.end + dt.timedelta(seconds=3),
                 )
-            )  # fmt: skip
+            )
             count += 1
     return count
 
