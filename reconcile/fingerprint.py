@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 if TYPE_CHECKING:
     from reconcile.match import MatchSettings
@@ -65,6 +67,8 @@ def _assign(
     time = events["timestamp_ms"].to_numpy(dtype=np.int64)[event_index]
     row_cost = rows["cost"].to_numpy(dtype=np.float64)[row_index]
     event_cost = events["cost"].to_numpy(dtype=np.float64)[event_index]
+    reach = max(settings.skew_ms, settings.max_delay_ms)
+    row_key, event_key = _bursts(row_key, end, event_key, time, reach)
     # Ties in time are broken by request_id and transaction_id, only where they matter below.
     row_order = np.argsort(_by_key_then_time(row_key, end))
     event_order = np.argsort(_by_key_then_time(event_key, time))
@@ -88,26 +92,56 @@ def _assign(
         if last > first
     ]
     if groups:  # ties in time go to the smaller request_id, then transaction_id
-        involved_rows = sorted({row for group_rows, _ in groups for row in group_rows})
-        involved_events = sorted({event for _, group_events in groups for event in group_events})
-        request = dict(
-            zip(involved_rows, rows["request_id"].iloc[row_index[involved_rows]], strict=True)
-        )
-        transaction = dict(
-            zip(
-                involved_events,
-                events["transaction_id"].iloc[event_index[involved_events]],
-                strict=True,
-            )
-        )
+        row_rank = _ranks(end, rows["request_id"], row_index, groups, 0)
+        event_rank = _ranks(time, events["transaction_id"], event_index, groups, 1)
         for group_rows, group_events in groups:
-            group_rows.sort(key=lambda r: (end[r], request[r]))
-            group_events.sort(key=lambda e: (time[e], transaction[e]))
+            group_rows.sort(key=row_rank.__getitem__)
+            group_events.sort(key=event_rank.__getitem__)
             pairs.extend(window.assign(group_rows, group_events))
     if pairs:
         chosen.append(np.array(pairs, dtype=np.int64))
     both = np.concatenate(chosen)
     return np.column_stack([row_index[both[:, 0]], event_index[both[:, 1]]])
+
+
+def _bursts(
+    row_key: np.ndarray, end: np.ndarray, event_key: np.ndarray, time: np.ndarray, reach: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Keys split where a fingerprint's rows and events pause for longer than `reach` ms.
+
+    No row can pair with an event across such a pause, so each burst is matched on its own:
+    a request repeated all day splits into many small bursts, most settled at once.
+    """
+    if not len(row_key) or not len(event_key):
+        return row_key, event_key
+    key = np.concatenate([row_key, event_key])
+    moment = np.concatenate([end, time])
+    order = np.argsort(_by_key_then_time(key, moment))
+    key, moment = key[order], moment[order]
+    new_burst = np.r_[True, (key[1:] != key[:-1]) | (np.diff(moment) > reach)]
+    burst = np.empty(len(order), dtype=np.int64)
+    burst[order] = np.cumsum(new_burst) - 1
+    return burst[: len(row_key)], burst[len(row_key) :]
+
+
+def _ranks(
+    time: np.ndarray,
+    names: pd.Series,
+    index: np.ndarray,
+    groups: list[tuple[list[int], list[int]]],
+    side: int,
+) -> dict[int, int]:
+    """For the rows (side 0) or events (side 1) of `groups`: their rank by (time, name)."""
+    involved = np.unique(
+        np.concatenate([np.asarray(group[side], dtype=np.int64) for group in groups])
+    )
+    table = pa.table(
+        {"time": time[involved], "name": pa.array(names.iloc[index[involved]], pa.string())}
+    )
+    order = pc.sort_indices(table, sort_keys=[("time", "ascending"), ("name", "ascending")])
+    rank = np.empty(len(involved), dtype=np.int64)
+    rank[order.to_numpy()] = np.arange(len(involved))
+    return dict(zip(involved.tolist(), rank.tolist(), strict=True))
 
 
 def _in_step(
@@ -160,6 +194,15 @@ class _Window:
 
     def fit(self, row: np.ndarray, event: np.ndarray) -> np.ndarray:
         """Whether each event may bill its row: time and cost within bounds."""
+        # By slices: a million pairs at once would hold a dozen temporaries of 8 MB each.
+        step = 1 << 18
+        parts = [
+            self._fit(row[start : start + step], event[start : start + step])
+            for start in range(0, len(row), step)
+        ]
+        return np.concatenate(parts) if parts else np.zeros(0, dtype=bool)
+
+    def _fit(self, row: np.ndarray, event: np.ndarray) -> np.ndarray:
         gap = self.time[event] - self.end[row]
         row_cost, event_cost = self.row_cost[row], self.event_cost[event]
         alike = np.abs(row_cost - event_cost) <= self.tolerance * np.maximum(
@@ -219,26 +262,39 @@ def equal_keys(
     right_index: np.ndarray,
     columns: list[str],
 ) -> tuple[np.ndarray, np.ndarray]:
-    """For the chosen rows of each frame, one int64 per row: equal keys, equal `columns`.
+    """For the chosen rows of each frame, one small int64 per row: equal keys, equal `columns`.
 
-    Column by column, so that only one column of each side is ever copied at a time.
+    Column by column, so that only one column of each side is ever copied at a time; the
+    combined codes are renumbered only when the next column could overflow them.
     """
     combined = np.zeros(len(left_index) + len(right_index), dtype=np.int64)
+    bound = 1  # combined < bound
     for column in columns:
         codes, count = _codes(left[column].iloc[left_index], right[column].iloc[right_index])
-        combined, _ = pd.factorize(combined * (count + 1) + codes)
+        if bound * (count + 1) >= 1 << 62:
+            combined, uniques = pd.factorize(combined)
+            bound = len(uniques)
+        combined = combined * (count + 1) + (codes + 1)  # missing (-1) is a value of its own
+        bound *= count + 1
+    combined, _ = pd.factorize(combined)
     return combined[: len(left_index)], combined[len(left_index) :]
 
 
 def _codes(left: pd.Series, right: pd.Series) -> tuple[np.ndarray, int]:
-    """Codes of the values of both columns, equal for equal values (missing: -1)."""
+    """Codes in [0, count) of the values of both columns, equal for equal values (missing: -1)."""
     if isinstance(left.dtype, pd.CategoricalDtype) or isinstance(right.dtype, pd.CategoricalDtype):
         # Categories of each side (a handful of subscriptions or models), merged: no strings hashed.
         union = pd.api.types.union_categoricals(
             [pd.Categorical(left), pd.Categorical(right)], ignore_order=True
         )
         return union.codes.astype(np.int64), len(union.categories)
-    codes, uniques = pd.factorize(pd.concat([left, right], ignore_index=True))
+    both = pd.concat([left, right], ignore_index=True)
+    if pd.api.types.is_integer_dtype(both.dtype) and both.notna().any():
+        # Token counts: a small range, so the value less the minimum is already a code.
+        low, high = int(both.min()), int(both.max())
+        if high - low < 1 << 31:
+            return both.sub(low).fillna(-1).to_numpy(dtype=np.int64), high - low + 1
+    codes, uniques = pd.factorize(both)
     return codes, len(uniques)
 
 

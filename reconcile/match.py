@@ -176,7 +176,7 @@ def _copies(events: pd.DataFrame) -> np.ndarray:
     values, counts = np.unique(stamps, return_counts=True)
     shared = np.flatnonzero(np.isin(stamps, values[counts > 1]))
     if len(shared):
-        subset = events.iloc[shared][["transaction_id", "subscription", "timestamp_ms"]]
+        subset = events[["transaction_id", "subscription", "timestamp_ms"]].iloc[shared]
         copy[shared] = subset.duplicated(keep="first").to_numpy()
     return copy
 
