@@ -8,6 +8,7 @@ timeout or a dropped connection, and an already-stored event counts as delivered
 
 from __future__ import annotations
 
+import collections
 import concurrent.futures
 import datetime as dt
 import itertools
@@ -16,6 +17,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import Future
 from typing import Any
 
 import httpx
@@ -138,17 +140,27 @@ class LagoClient:
             edges.append(min(edges[-1] + self.slice, window.until))
         if len(edges) == 1:
             edges.append(window.until)
-        spans = list(itertools.pairwise(edges))
-        with concurrent.futures.ThreadPoolExecutor(max(self.concurrency, 1)) as pool:
-            futures = [
-                pool.submit(self._list_slice, code, start, end, subscription, parse)
-                for start, end in spans
-            ]
+        spans = iter(itertools.pairwise(edges))
+        workers = max(self.concurrency, 1)
+        with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+            pending: collections.deque[tuple[dt.datetime, dt.datetime, Future[list[T]]]]
+            pending = collections.deque()
+
+            def read_ahead(count: int) -> None:
+                for start, end in itertools.islice(spans, count):
+                    future = pool.submit(self._list_slice, code, start, end, subscription, parse)
+                    pending.append((start, end, future))
+
+            # A few slices ahead, not all: pages read but not yet consumed cost memory.
+            read_ahead(workers + 1)
             try:
-                for (start, end), future in zip(spans, futures, strict=True):
-                    yield Slice(start, end, future.result())
+                while pending:
+                    start, end, future = pending.popleft()
+                    pages = future.result()
+                    read_ahead(1)
+                    yield Slice(start, end, pages)
             finally:
-                for future in futures:
+                for _, _, future in pending:
                     future.cancel()
 
     def _list_slice(

@@ -175,6 +175,8 @@ def frame(slices: Iterable[Slice[pa.Table]]) -> pd.DataFrame:
         events[name] = events[name].astype("Int64")
     on_edge = events["timestamp_ms"].isin(edges)
     twice = events[on_edge].duplicated(["transaction_id", "subscription", "timestamp_ms"])
+    if not twice.any():
+        return events
     return events.drop(index=twice[twice].index).reset_index(drop=True)
 
 
