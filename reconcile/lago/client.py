@@ -16,7 +16,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
 from typing import Any
 
@@ -268,16 +268,34 @@ class LagoClient:
         """Lago's /health answer (its version), or an error saying why it is unreachable."""
         return json_body(self._request("GET", "/health"))
 
+    def get(
+        self,
+        path: str,
+        params: Mapping[str, str | Sequence[str]] | None = None,
+        *,
+        accept: Collection[int] = (),
+    ) -> httpx.Response:
+        """GET `path` with every request's retries and errors; `accept`ed statuses are returned.
+
+        For readers of other Lago resources (`reconcile.lago.billing`); a list value repeats
+        its parameter (`statuses[]=a&statuses[]=b`).
+        """
+        return self._request("GET", path, params=params, accept=accept)
+
     def _request(
         self,
         method: str,
         path: str,
         *,
-        params: Mapping[str, str] | None = None,
+        params: Mapping[str, str | Sequence[str]] | None = None,
         json: Any = None,
         report: SendReport | None = None,
+        accept: Collection[int] = (),
     ) -> httpx.Response:
-        """One request, tried again on 429, 5xx and connection trouble within the budget."""
+        """One request, tried again on 429, 5xx and connection trouble within the budget.
+
+        Other failures raise errors that say what to fix, but for statuses in `accept`.
+        """
         deadline = self._clock() + self.retry.total_seconds
         for attempt in itertools.count(1):
             self.requests = next(self._counter)  # count() is atomic: safe from worker threads
@@ -294,7 +312,8 @@ class LagoClient:
                 problem, headers = f"{type(error).__name__}: {error}", {}
             else:
                 if response.status_code not in RETRYABLE_STATUSES:
-                    raise_for_status(response, self.base_url)
+                    if response.status_code not in accept:
+                        raise_for_status(response, self.base_url)
                     return response
                 problem, headers = f"HTTP {response.status_code}", dict(response.headers)
             with self._rng_lock:

@@ -2,7 +2,8 @@
 
 `emulator_rails.answer` decides each answer; this module owns the socket, the clock, the
 request log and the faults, which play Lago Cloud's gateway: 429s with X-RateLimit-* headers,
-5xx answers, latency, a per_page cap, connections closed without an answer.
+5xx answers, latency, a per_page cap, connections closed without an answer. The subscription
+and invoice listings, and the helpers that fill them, are `emulator_billing`'s.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit
 
+from reconcile.lago.emulator_billing import Billing
 from reconcile.lago.emulator_rails import Request, answer, status_reply
 from reconcile.lago.emulator_store import EventStore, Reply, Store
 
@@ -118,7 +120,8 @@ class LagoEmulator:
     """Lago's events API on a real socket: `with LagoEmulator() as lago: ... lago.url ...`.
 
     `clock` freezes reception time (events sent without a timestamp get it); None follows
-    the real clock. Naive datetimes are read as UTC.
+    the real clock. Naive datetimes are read as UTC. `add_subscription`, `add_invoice`, ...
+    fill the subscriptions and invoices it lists.
     """
 
     def __init__(
@@ -135,6 +138,12 @@ class LagoEmulator:
         self._address = (host, port)
         self._api_key = api_key
         self._store = EventStore(Store(store), legacy_partial_batches=legacy_partial_batches)
+        self._billing = Billing(self.now, organization_id=self._store.organization_id)
+        # Fill the subscriptions and invoices it lists (no HTTP, no request logged).
+        self.add_subscription = self._billing.add_subscription
+        self.add_invoice = self._billing.add_invoice
+        self.set_invoice_status = self._billing.set_invoice_status
+        self.deny_read = self._billing.deny_read
         self._lock = threading.RLock()
         self._frozen_at = clock
         self._requests: list[RequestRecord] = []
@@ -247,6 +256,7 @@ class LagoEmulator:
                 api_key=self._api_key,
                 received=self.now(),
                 per_page_cap=plan.per_page_cap,
+                billing=self._billing,
             )
 
 

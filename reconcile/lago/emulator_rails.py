@@ -17,6 +17,7 @@ from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from reconcile.lago.emulator_billing import Billing, billing_route
 from reconcile.lago.emulator_store import EventStore, Reply, event_param_refusal, not_found
 from reconcile.lago.emulator_values import deep_munge
 
@@ -51,28 +52,45 @@ def answer(
     api_key: str,
     received: datetime,
     per_page_cap: int | None = None,
+    billing: Billing | None = None,
 ) -> Reply:
-    """What Lago answers to `request`, applying it to `store`; `received` stamps new events."""
+    """What Lago answers to `request`, applying it to `store`; `received` stamps new events.
+
+    Without `billing`, the subscription and invoice routes are unknown (the catch-all 404).
+    """
     split = urlsplit(request.target)
     path = re.sub("/+", "/", split.path).rstrip("/") or "/"
     if (request.method, path) == ("GET", "/health"):
         return HEALTH
     action = _route(request.method, path)
-    if action is None:
+    reading = billing_route(request.method, path) if billing else None
+    if action is None and reading is None:
         return not_found("resource")  # the catch-all route, reached before any authentication
-    token = request.headers.get("authorization", "").split()[1:2]  # any scheme: `.second`
-    if not token or not hmac.compare_digest(token[0].encode(), api_key.encode()):
+    if not _authenticated(request, api_key):
         return UNAUTHORIZED
-    if action == "index":
-        query = dict(parse_qsl(split.query, keep_blank_values=True))  # Rack: the last one wins
-        return store.list_events(query, per_page_cap=per_page_cap)
-    if action == "show":
-        return store.find(unquote(path.rsplit("/", 1)[1]))
+    if billing and reading:
+        return billing.answer(reading, split.query, per_page_cap=per_page_cap)
+    if action in ("index", "show"):
+        return _read(action == "index", path, split.query, store, per_page_cap)
     return _create(action, request, store, received)
 
 
-def _create(action: str, request: Request, store: EventStore, received: datetime) -> Reply:
-    """POST /events or /events/batch, from the JSON body."""
+def _read(listing: bool, path: str, query: str, store: EventStore, cap: int | None) -> Reply:
+    """GET /events (`listing`) or /events/{transaction_id}."""
+    if listing:
+        params = dict(parse_qsl(query, keep_blank_values=True))  # Rack: the last one wins
+        return store.list_events(params, per_page_cap=cap)
+    return store.find(unquote(path.rsplit("/", 1)[1]))
+
+
+def _authenticated(request: Request, api_key: str) -> bool:
+    """Api::BaseController#authenticate: the second word of Authorization, whatever the scheme."""
+    token = request.headers.get("authorization", "").split()[1:2]
+    return bool(token) and hmac.compare_digest(token[0].encode(), api_key.encode())
+
+
+def _create(action: str | None, request: Request, store: EventStore, received: datetime) -> Reply:
+    """POST /events (action "create") or /events/batch ("batch"), from the JSON body."""
     params = _json_params(request.headers.get("content-type", ""), request.body)
     if params is None:  # ActionDispatch::Http::Parameters::ParseError
         return status_reply(400)
