@@ -1,0 +1,1 @@
+"""Reconciliation reports for finance: per customer and period, what each side holds."""

@@ -1,0 +1,138 @@
+"""The report as data: a header, one line per customer and period, totals, cross-checks."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import enum
+from collections.abc import Sequence
+from decimal import Decimal
+
+ZERO = Decimal(0)
+UNATTRIBUTED = ""
+"""The `customer` of the line that gathers rows with no charge-by id."""
+
+
+class Status(enum.StrEnum):
+    """How a line compares, by the report's tolerance."""
+
+    OK = "ok"
+    UNDER_BILLED = "under-billed"
+    """LiteLLM recorded more than Lago holds, or events are missing."""
+    OVER_BILLED = "over-billed"
+    """Lago holds more than LiteLLM recorded."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Line:
+    """One customer (charge-by id) in one period. Money in USD, exact Decimals."""
+
+    customer: str
+    period: str  # "2026-11-01" (by day) or "2026-11" (by month), in the report's time zone
+    # From LiteLLM's spend logs (rows whose "startTime" falls in the period)
+    requests: int = 0
+    billable_requests: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    spend: Decimal = ZERO  # billable spend: what Lago should bill
+    # From Lago
+    matched_events: int = 0
+    matched_cost: Decimal = ZERO
+    # Missing in Lago: still to backfill; of which, in a period whose invoice is finalized
+    missing_events: int = 0
+    missing_spend: Decimal = ZERO
+    not_recoverable_events: int = 0
+    not_recoverable_spend: Decimal = ZERO
+    # Backfilled by reconcile (from the ledger), whatever Lago holds now
+    backfilled_events: int = 0
+    backfilled_spend: Decimal = ZERO
+    backfill_runs: tuple[int, ...] = ()
+    # Unexplained events in Lago (never deleted), in all and by reason
+    unexplained_events: int = 0
+    unexplained_cost: Decimal = ZERO
+    duplicate_events: int = 0
+    duplicate_cost: Decimal = ZERO
+    property_mismatch_events: int = 0
+    property_mismatch_cost: Decimal = ZERO
+    no_such_request_events: int = 0
+    no_such_request_cost: Decimal = ZERO
+    # Not billable
+    unattributable_requests: int = 0
+    unattributable_spend: Decimal = ZERO
+    failed_requests_with_spend: int = 0
+    failed_spend: Decimal = ZERO
+    # Comparison
+    lago_cost: Decimal = ZERO  # matched + unexplained: everything Lago holds
+    delta: Decimal = ZERO  # spend - lago_cost: > 0 under-billed, < 0 over-billed
+    delta_percent: Decimal | None = None  # delta / spend * 100; None when spend is 0
+    status: Status = Status.OK
+
+
+@dataclasses.dataclass(frozen=True)
+class RollupGap:
+    """A UTC day where LiteLLM's daily rollup holds more spend than its spend logs."""
+
+    customer: str
+    day: dt.date
+    rollup_requests: int
+    rollup_spend: Decimal
+    spend_log_requests: int
+    spend_log_spend: Decimal
+
+    @property
+    def lost_spend(self) -> Decimal:
+        """Spend in the rollup and not in the rows: lost or deleted, not recoverable."""
+        return self.rollup_spend - self.spend_log_spend
+
+
+@dataclasses.dataclass(frozen=True)
+class DailySpend:
+    """One day (report time zone) of LiteLLM's billable spend and what Lago holds: the chart."""
+
+    day: dt.date
+    litellm_spend: Decimal
+    lago_cost: Decimal
+
+
+@dataclasses.dataclass(frozen=True)
+class Header:
+    """What the report covers and where it read it; no secrets."""
+
+    since: dt.datetime  # aware, in the report's time zone; included
+    until: dt.datetime  # excluded
+    timezone: str
+    by: str  # "day" or "month"
+    charge_by: str
+    code: str
+    generated_at: dt.datetime  # aware UTC
+    version: str
+    source: str  # the spend-log database, password masked
+    lago: str  # Lago's base URL
+    customers: tuple[str, ...] = ()  # the --customer filter, if any
+    tolerance: Decimal = Decimal("0.01")
+
+
+@dataclasses.dataclass(frozen=True)
+class Report:
+    """Lines sorted by impact (under-billed, then over-billed, then ok), totals and checks."""
+
+    header: Header
+    lines: Sequence[Line]
+    totals: Line  # customer "TOTAL", period "" : sums of every line
+    daily: Sequence[DailySpend]
+    rollup_gaps: Sequence[RollupGap]
+    notes: Sequence[str] = ()  # e.g. "Lago's invoices could not be read: ..."
+
+    @property
+    def exceptions(self) -> list[Line]:
+        """Lines that are not ok."""
+        return [line for line in self.lines if line.status is not Status.OK]
+
+    @property
+    def failed_check(self) -> bool:
+        """What `--check` alerts on: any line beyond the tolerance, or with missing events."""
+        return bool(self.exceptions)
+
+
+LINE_FIELDS: tuple[str, ...] = tuple(field.name for field in dataclasses.fields(Line))
+"""The CSV columns, in this order: a stable contract (documented in the README)."""
