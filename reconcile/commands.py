@@ -18,10 +18,13 @@ from reconcile.attribute import Tally, billable, classify, tally
 from reconcile.build_events import EVENT_SCHEMA, build_events, write_csv, write_jsonl
 from reconcile.errors import ConfigError, RunLocked
 from reconcile.job import JobSettings, Plan, RunSummary, reconcile_window
+from reconcile.lago.billing import NEVER_RECOMPUTED, finalized_periods
 from reconcile.lago.client import LagoClient
 from reconcile.ledger import DEFAULT_SCHEMA, Ledger, lock_key, migration_script
 from reconcile.ledger import migrate as ledger_migrate
 from reconcile.postgres import Database
+from reconcile.report.build import ReportSettings, build_report
+from reconcile.report.model import Report
 from reconcile.settings import ChargeBy
 from reconcile.spendlogs.read import DEFAULT_CHUNK_ROWS, open_snapshot, read_window
 from reconcile.transaction_id import IdBasis
@@ -133,6 +136,30 @@ def backfill(
         _lock(ledger, source, settings.code, settings.charge_by)
         return reconcile_window(
             source, lago_client, ledger, settings, source=str(source), confirm=confirm
+        )
+
+
+def report(
+    source: Database,
+    lago: LagoSettings,
+    state: StateSettings,
+    settings: ReportSettings,
+    *,
+    client: LagoClient | None = None,
+    now: dt.datetime | None = None,
+) -> Report:
+    """The reconciliation report of a window: reads the spend logs, Lago and the ledger only."""
+    with _client(lago, client) as lago_client:
+        return build_report(
+            source,
+            lago_client,
+            settings,
+            state=state.database,
+            state_schema=state.schema,
+            finalized=lambda subscription: finalized_periods(
+                lago_client, subscription, statuses=NEVER_RECOMPUTED
+            ),
+            now=now,
         )
 
 

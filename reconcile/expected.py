@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+from collections.abc import Callable
 
 import numpy as np
 import pyarrow as pa
@@ -39,6 +40,7 @@ def read_expected(
     code: str,
     customers: frozenset[str] = frozenset(),
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    observe: Callable[[pa.Table], None] | None = None,
 ) -> Expected:
     """Read [since - margin, until + margin) in one snapshot; tally only [since, until).
 
@@ -58,7 +60,10 @@ def read_expected(
             classified = classify(rows)
             start = classified.column("start_ms").to_numpy()
             inside = (start >= since_ms) & (start < until_ms)
-            totals += tally(classified.filter(pa.array(inside)))
+            own = classified.filter(pa.array(inside))
+            totals += tally(own)
+            if observe is not None:
+                observe(own)
             events = build_events(billable(classified), code)
             start = events.column("start_ms").to_numpy()
             chunks.append(

@@ -27,6 +27,15 @@ from reconcile.lago.events import arrow_page, frame
 from reconcile.ledger import Ledger
 from reconcile.match import MatchResult, MatchSettings, Reason, match
 from reconcile.postgres import Database
+from reconcile.report.aggregate import (
+    Tallies,
+    add_matches,
+    add_sent,
+    observe_rows,
+    periods,
+    sorted_lines,
+)
+from reconcile.report.model import Line
 from reconcile.settings import ChargeBy
 from reconcile.spendlogs.read import DEFAULT_CHUNK_ROWS
 from reconcile.transaction_id import PREFIX
@@ -52,6 +61,7 @@ class JobSettings:
     dry_run: bool = False
     max_events: int | None = None
     chunk_rows: int = DEFAULT_CHUNK_ROWS
+    tolerance: Decimal = Decimal("0.01")
 
     @property
     def margin(self) -> dt.timedelta:
@@ -89,6 +99,8 @@ class RunSummary:
     lago_requests: int = 0
     seconds: dict[str, float] = dataclasses.field(default_factory=dict)
     plan: Plan | None = None
+    lines: list[Line] = dataclasses.field(default_factory=list)
+    """Per customer and UTC day, as `reconcile report` shows them, after this run's sending."""
 
     def counts(self) -> dict[str, Any]:
         """The summary as the ledger's `counts` JSON."""
@@ -162,22 +174,12 @@ def _reconcile(
     now: dt.datetime,
 ) -> None:
     clock = _Stopwatch(summary.seconds)
-    with clock("read spend logs"):
-        expected = read_expected(
-            database,
-            window=settings.window,
-            margin=settings.margin,
-            charge_by=settings.charge_by,
-            code=settings.code,
-            customers=settings.customers,
-            chunk_rows=settings.chunk_rows,
-        )
+    tallies, label = Tallies(), periods("UTC", "day")
+    expected, result = read_and_match(
+        database, client, settings, clock=clock, observe=observe_rows(tallies, label)
+    )
     summary.tally, summary.expected = expected.tally, int(expected.in_window.sum())
-    with clock("list Lago events"):
-        events = _lago_events(client, settings)
-    summary.listed = len(events)
-    with clock("match"):
-        result = match(_rows_frame(expected), events, _match_settings(settings))
+    summary.listed = len(result.events)
     _count_matches(summary, result)
     with clock("ledger"):
         listed = result.events
@@ -194,11 +196,63 @@ def _reconcile(
     if settings.max_events is not None:
         to_send = to_send[: settings.max_events]
     summary.plan = Plan(events=to_send, spend=_spend(to_send), by_customer=_by_customer(to_send))
+    add_matches(
+        tallies,
+        expected,
+        result,
+        label,
+        backfilled={},
+        finalized=lambda _customer, _end_ms: False,
+    )
     if to_send and not settings.dry_run and confirm(summary.plan):
         with clock("backfill"):
             report = _send(client, ledger, summary.run_id or 0, to_send)
         summary.sent, summary.already_in_lago = report.sent, len(report.already_in_lago)
+        in_lago = pa.array(
+            [name for name, _ in [*report.delivered, *report.already_in_lago]], pa.string()
+        )
+        rows = expected.events.select(
+            ["transaction_id", "external_subscription_id", "start_ms", "response_cost"]
+        ).take(pa.array(missing.index.to_numpy(), pa.int64()))
+        add_sent(
+            tallies,
+            rows.filter(pc.is_in(rows.column("transaction_id"), value_set=in_lago)),
+            summary.run_id or 0,
+            label,
+        )
     summary.unsent = summary.missing - summary.sent - summary.already_in_lago
+    summary.lines = sorted_lines(tallies.lines(settings.tolerance))
+
+
+def read_and_match(
+    database: Database,
+    client: LagoClient,
+    settings: JobSettings,
+    *,
+    clock: _Stopwatch | None = None,
+    observe: Callable[[pa.Table], None] | None = None,
+) -> tuple[Expected, MatchResult]:
+    """The window's expected events and Lago's, matched; reads only, sends nothing.
+
+    `observe` sees every classified row of the window itself (all classes, margins left out).
+    """
+    clock = clock or _Stopwatch({})
+    with clock("read spend logs"):
+        expected = read_expected(
+            database,
+            window=settings.window,
+            margin=settings.margin,
+            charge_by=settings.charge_by,
+            code=settings.code,
+            customers=settings.customers,
+            chunk_rows=settings.chunk_rows,
+            observe=observe,
+        )
+    with clock("list Lago events"):
+        events = _lago_events(client, settings)
+    with clock("match"):
+        result = match(_rows_frame(expected), events, _match_settings(settings))
+    return expected, result
 
 
 def _lago_events(client: LagoClient, settings: JobSettings) -> pd.DataFrame:

@@ -1,7 +1,10 @@
 """`reconcile migrate`, `backfill` and `run` from the command line: outputs and exit codes."""
 
+import csv
+import io
 import json
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 from conftest import DAY
@@ -158,3 +161,44 @@ def test_an_unreachable_spend_log_database_exits_1(
     result = run(["backfill", *WINDOW], env=env)
     assert result.exit_code == 1
     assert "secret" not in result.stderr
+
+
+def test_report_check_alerts_until_the_backfill_and_every_format_is_written(
+    litellm_db: Database, rows: list[SpendLog], lago: LagoEmulator, tmp_path: Path
+) -> None:
+    env = environment(litellm_db, lago)
+    delivered = billable(rows)[10:]
+    callback(lago, delivered)
+    assert run(["migrate"], env=env).exit_code == 0
+    before = run(["report", *WINDOW, "--format", "csv", "--check"], env=env)
+    assert before.exit_code == 3, before.stderr
+    table = list(csv.DictReader(io.StringIO(before.stdout)))
+    assert table[-1]["customer"] == "TOTAL"
+    assert int(table[-1]["missing_events"]) == 10
+    assert "under-billed" in before.stderr  # the summary, on stderr
+    sent = run(["backfill", *WINDOW, "--yes"], env=env)
+    assert sent.exit_code == 0, sent.stderr
+    assert "0 under-billed, 0 over-billed" in sent.stderr  # the run ends with the report's summary
+    after = run(["report", *WINDOW, "--format", "json", "--check"], env=env)
+    assert after.exit_code == 0, after.stderr
+    document = json.loads(after.stdout)
+    assert document["totals"]["missing_events"] == 0
+    assert document["totals"]["backfilled_events"] == 10
+    for fmt in ("table", "md", "xlsx", "html"):
+        target = tmp_path / f"report.{fmt}"
+        written = run(
+            ["report", *WINDOW, "--by", "month", "--format", fmt, "-o", str(target)], env=env
+        )
+        assert written.exit_code == 0, written.stderr
+        assert target.stat().st_size > 0
+    assert KEY not in after.stdout + after.stderr
+
+
+def test_report_refuses_a_bad_time_zone_and_tolerance(
+    litellm_db: Database, lago: LagoEmulator
+) -> None:
+    env = environment(litellm_db, lago)
+    zone = run(["report", *WINDOW, "--timezone", "Mars/Olympus"], env=env)
+    assert zone.exit_code == 2 and "IANA" in zone.stderr
+    tolerance = run(["report", *WINDOW, "--tolerance", "-1"], env=env)
+    assert tolerance.exit_code == 2 and "--tolerance" in tolerance.stderr

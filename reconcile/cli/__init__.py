@@ -9,7 +9,7 @@ import traceback
 
 import click
 
-from reconcile.cli import demo, events, lago_emulator, reconciling
+from reconcile.cli import demo, events, lago_emulator, reconciling, report
 from reconcile.cli.options import EXIT_CODES_HELP
 from reconcile.errors import EXIT_ERROR, ReconcileError
 
@@ -36,6 +36,7 @@ cli.add_command(events.events)
 cli.add_command(reconciling.migrate)
 cli.add_command(reconciling.backfill)
 cli.add_command(reconciling.run)
+cli.add_command(report.report)
 cli.add_command(demo.demo)
 cli.add_command(lago_emulator.lago_emulator)
 

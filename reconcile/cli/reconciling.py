@@ -30,6 +30,8 @@ from reconcile.cli.options import (
 from reconcile.errors import EXIT_UNSENT
 from reconcile.job import JobSettings, RunSummary
 from reconcile.postgres import Database, parse_database_url
+from reconcile.report.build import run_report
+from reconcile.report.formats import summary_text
 from reconcile.window import UTC, Window, parse_instant
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -150,7 +152,8 @@ def backfill(
     job = _job(ctx, common, "backfill", window(since, until), frozenset(customers))
     source, lago, state = _targets(ctx, common)
     confirm = confirmer(yes=common.yes, above=common.confirm_above, lago=lago.base_url)
-    _finish(ctx, commands.backfill(source, lago, state, job, confirm=confirm), lago.base_url)
+    summary = commands.backfill(source, lago, state, job, confirm=confirm)
+    _finish(ctx, summary, source, lago.base_url)
 
 
 @click.command(epilog=EXIT_CODES_RUN_HELP)
@@ -218,7 +221,7 @@ def run(
     if summary is None:
         click.echo("nothing to reconcile yet: the last run ended less than --settle ago", err=True)
         return
-    _finish(ctx, summary, lago.base_url)
+    _finish(ctx, summary, source, lago.base_url)
 
 
 def _job(
@@ -247,8 +250,10 @@ def _targets(
     return source, lago, state
 
 
-def _finish(ctx: click.Context, summary: RunSummary, lago: str) -> None:
+def _finish(ctx: click.Context, summary: RunSummary, source: Database, lago: str) -> None:
     click.echo(render.run_summary(summary, lago=lago), err=True)
+    report = run_report(summary, source=str(source), lago=lago)
+    click.echo("\n" + summary_text(report), err=True)
     if summary.settings.dry_run and summary.plan is not None:
         for event in summary.plan.events[:5]:  # a sample of what would be sent: data, on stdout
             click.echo(json.dumps(event, ensure_ascii=False))

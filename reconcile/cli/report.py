@@ -1,0 +1,185 @@
+"""`reconcile report`: per customer and period, what LiteLLM recorded and what Lago holds."""
+
+from __future__ import annotations
+
+import datetime as dt
+import sys
+import zoneinfo
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+import click
+
+from reconcile import commands
+from reconcile.cli.options import (
+    lago_options,
+    lago_settings,
+    matching_options,
+    open_output,
+    parse_duration,
+    settings,
+    source_options,
+    state_options,
+    state_settings,
+)
+from reconcile.errors import EXIT_UNSENT, ConfigError
+from reconcile.report.build import ReportSettings, time_zone
+from reconcile.report.formats import ReportFormat, summary_text, write_report
+from reconcile.window import UTC, Window, parse_instant
+
+EXIT_CODES_REPORT_HELP = """\
+\b
+Exit codes:
+  0  the report was written (with --check: and every line is within tolerance)
+  1  error (the database or Lago failed); safe to run again
+  2  usage or configuration error; the message names the setting and the fix
+  3  with --check: a customer has missing events or a delta beyond --tolerance
+"""
+
+
+@click.command(epilog=EXIT_CODES_REPORT_HELP)
+@click.option(
+    "--since",
+    required=True,
+    metavar="TIME",
+    help="Start, included: YYYY-MM-DD (midnight in --timezone) or ISO-8601.",
+)
+@click.option("--until", required=True, metavar="TIME", help="End, excluded; same formats.")
+@click.option(
+    "--by",
+    type=click.Choice(["day", "month"]),
+    default="day",
+    show_default=True,
+    help="One line per customer and day, or per customer and month.",
+)
+@click.option(
+    "--customer",
+    "customers",
+    multiple=True,
+    metavar="ID",
+    help="Only this charge-by id (repeat the option for several).",
+)
+@click.option(
+    "--timezone",
+    default="UTC",
+    show_default=True,
+    metavar="TZ",
+    help="IANA time zone of the days and months (and of dates given to --since/--until).",
+)
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice([member.value for member in ReportFormat]),
+    default=ReportFormat.TABLE.value,
+    show_default=True,
+    help="table for a terminal; csv, json and xlsx keep every digit; md; html with a chart.",
+)
+@click.option(
+    "-o",
+    "--output",
+    default="-",
+    metavar="FILE",
+    help="Write here instead of stdout (written whole or not at all); needed for xlsx.",
+)
+@click.option(
+    "--check",
+    is_flag=True,
+    help="Exit 3 when a customer has missing events or a delta beyond --tolerance (alerting).",
+)
+@click.option(
+    "--tolerance",
+    default="0.01",
+    show_default=True,
+    metavar="USD",
+    help="A line is under- or over-billed when LiteLLM and Lago differ by more than this.",
+)
+@matching_options
+@lago_options
+@state_options
+@source_options
+@click.pass_context
+def report(
+    ctx: click.Context,
+    /,
+    since: str,
+    until: str,
+    by: str,
+    customers: tuple[str, ...],
+    timezone: str,
+    output_format: str,
+    output: str,
+    check: bool,
+    tolerance: str,
+    **options: Any,
+) -> None:
+    """Reconcile a period for finance: per customer, LiteLLM's spend against Lago's events.
+
+    Read-only: sends nothing. For each charge-by id and day (or month) in --timezone: requests,
+    tokens and spend from LiteLLM's spend logs; the matching events and their cost in Lago;
+    events still missing (and whether an invoice already finalized makes them unrecoverable);
+    what reconcile backfilled (from its ledger); unexplained events in Lago by reason; rows
+    LiteLLM does not bill; and the delta with a status. It also checks LiteLLM's daily rollup
+    tables against the spend logs, which shows spend-log rows lost or deleted by retention.
+
+    \b
+    Example:
+      reconcile report --since 2026-10-01 --until 2026-11-01 --by month
+      reconcile report --since 2026-10-01 --until 2026-11-01 --format xlsx -o october.xlsx
+      reconcile report --since 2026-11-26 --until 2026-11-27 --check   # alert on exit 3
+    """
+    fmt = ReportFormat(output_format)
+    if fmt is ReportFormat.XLSX and output == "-" and sys.stdout.isatty():
+        raise ConfigError("--format xlsx writes a binary workbook: add -o report.xlsx")
+    zone = time_zone(timezone)
+    source, charge_by, code = settings(
+        ctx, options["database_url"], options["charge_by"], options["event_code"]
+    )
+    report_settings = ReportSettings(
+        window=Window(
+            local_instant(since, zone, option="--since"),
+            local_instant(until, zone, option="--until"),
+        ),
+        charge_by=charge_by,
+        code=code,
+        timezone=timezone,
+        by=by,
+        customers=frozenset(customers),
+        tolerance=parse_tolerance(tolerance),
+        skew=parse_duration(options["skew"], option="--skew"),
+        max_delay=parse_duration(options["max_delay"], option="--max-delay"),
+    )
+    lago = lago_settings(ctx, options["lago_api_base"], options["lago_api_key"])
+    state = state_settings(ctx, options["state_database_url"], options["state_schema"], source)
+    result = commands.report(source, lago, state, report_settings)
+    with open_output(output) as sink:
+        write_report(result, fmt, sink)
+    if output != "-" or fmt is not ReportFormat.TABLE:
+        click.echo(summary_text(result), err=True)
+    if check and result.failed_check:
+        ctx.exit(EXIT_UNSENT)
+
+
+def local_instant(text: str, zone: zoneinfo.ZoneInfo, *, option: str) -> dt.datetime:
+    """A date (local midnight) or ISO-8601 time; without an offset, in `zone`; as UTC."""
+    value = text.strip()
+    try:
+        if len(value) == 10:
+            parsed = dt.datetime.combine(dt.date.fromisoformat(value), dt.time())
+        else:
+            parsed = dt.datetime.fromisoformat(value.replace(" ", "T", 1))
+    except ValueError:
+        return parse_instant(text, option=option)  # raises the error that shows the formats
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=zone)
+    return parsed.astimezone(UTC)
+
+
+def parse_tolerance(text: str) -> Decimal:
+    """A non-negative amount of USD."""
+    try:
+        amount = Decimal(text.strip().lstrip("$"))
+    except InvalidOperation:
+        amount = Decimal(-1)
+    if not amount.is_finite() or amount < 0:
+        raise ConfigError(f"--tolerance {text!r} is not an amount: write USD such as 0.01 or 5")
+    return amount

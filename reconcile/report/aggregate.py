@@ -1,0 +1,389 @@
+"""Sum a window's rows, matches and Lago events into report lines, per customer and period."""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import decimal
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from decimal import Decimal
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from reconcile.attribute import CLASS_ORDER, RowClass
+from reconcile.expected import Expected
+from reconcile.match import ROW_STATUSES, EventStatus, MatchResult, Reason, RowStatus
+from reconcile.report.model import UNATTRIBUTED, ZERO, Line, Status
+
+Key = tuple[str, str]  # (customer, period)
+Periods = Callable[[pa.Array], pa.Array]
+"""Unix milliseconds -> the period label each falls in ("2026-11-01" or "2026-11")."""
+
+_REASON_FIELDS = {
+    Reason.DUPLICATE.value: "duplicate",
+    Reason.PROPERTY_MISMATCH.value: "property_mismatch",
+    Reason.NO_SUCH_REQUEST.value: "no_such_request",
+}
+
+
+def periods(timezone: str, by: str) -> Periods:
+    """Label each Unix millisecond with its day or month in `timezone`."""
+    pattern = "%Y-%m-%d" if by == "day" else "%Y-%m"
+
+    def label(milliseconds: pa.Array) -> pa.Array:
+        # Every zone's offset is whole minutes: format each distinct minute once, not each row.
+        minutes = pc.divide(pc.cast(milliseconds, pa.int64()), 60_000)
+        distinct = pc.unique(minutes)
+        stamps = pc.cast(pc.multiply(distinct, 60_000), pa.timestamp("ms", "UTC"))
+        texts = pc.strftime(pc.cast(stamps, pa.timestamp("ms", timezone)), format=pattern)
+        return texts.take(pc.index_in(minutes, value_set=distinct))
+
+    return label
+
+
+EXACT = pa.decimal256(76, 40)
+"""Shortest double texts of costs down to 1e-23 fit exactly; sums up to 1e36 USD."""
+
+
+def _group_sums(
+    customers: pa.Array, labels: pa.Array, texts: pa.Array | None
+) -> list[tuple[Key, int, Decimal]]:
+    """(key, rows, exact sum of texts) per (customer, period), summed by Arrow in C++."""
+    columns: dict[str, pa.Array] = {"customer": customers, "period": labels}
+    aggregations: list[tuple[str, str]] = [("customer", "count")]
+    if texts is not None:
+        try:
+            columns["cost"] = pc.cast(texts, EXACT)
+        except pa.ArrowInvalid:  # a cost too small for 40 decimals: exact in Python instead
+            return _python_sums(customers, labels, texts)
+        aggregations.append(("cost", "sum"))
+    grouped = pa.table(columns).group_by(["customer", "period"]).aggregate(aggregations)
+    sums = grouped.column("cost_sum").to_pylist() if texts is not None else None
+    return [
+        ((customer, period), rows, tidy(sums[index]) if sums is not None else ZERO)
+        for index, (customer, period, rows) in enumerate(
+            zip(
+                grouped.column("customer").to_pylist(),
+                grouped.column("period").to_pylist(),
+                grouped.column("customer_count").to_pylist(),
+                strict=True,
+            )
+        )
+    ]
+
+
+def _python_sums(
+    customers: pa.Array, labels: pa.Array, texts: pa.Array
+) -> list[tuple[Key, int, Decimal]]:
+    groups: dict[Key, list[str]] = collections.defaultdict(list)
+    for customer, period, text in zip(
+        customers.to_pylist(), labels.to_pylist(), texts.to_pylist(), strict=True
+    ):
+        groups[(customer, period)].append(text)
+    return [(key, len(values), exact_sum(values)) for key, values in groups.items()]
+
+
+def tidy(amount: Decimal) -> Decimal:
+    """Without trailing zeros or an exponent: 0.0000150000 -> 0.000015, 1E+1 -> 10."""
+    text = format(amount.normalize(), "f")
+    return Decimal(text)
+
+
+def exact_sum(texts: Iterable[str]) -> Decimal:
+    """The exact sum of decimal texts (Postgres' or Python's shortest double forms)."""
+    with decimal.localcontext(prec=100):  # costs span 1e-20 to 1e6: far below 100 digits
+        return sum(map(Decimal, texts), ZERO)
+
+
+@dataclasses.dataclass
+class Tallies:
+    """Counts, exact sums and run ids per (customer, period), merged window after window."""
+
+    values: dict[Key, collections.Counter[str]] = dataclasses.field(
+        default_factory=lambda: collections.defaultdict(collections.Counter)
+    )
+    runs: dict[Key, set[int]] = dataclasses.field(
+        default_factory=lambda: collections.defaultdict(set)
+    )
+
+    def add(self, key: Key, field: str, amount: int | Decimal) -> None:
+        """Add to one field of one line."""
+        self.values[key][field] += amount  # type: ignore[assignment]
+
+    def grouped(
+        self,
+        customers: pa.Array,
+        labels: pa.Array,
+        *,
+        count: str,
+        total: str | None = None,
+        texts: pa.Array | None = None,
+    ) -> None:
+        """Count rows (and sum their decimal `texts`) into `count` (and `total`) per key."""
+        if not len(customers):
+            return
+        for key, rows, amount in _group_sums(customers, labels, texts if total else None):
+            self.add(key, count, rows)
+            if total is not None:
+                self.add(key, total, amount)
+
+    def chosen(
+        self,
+        customers: pa.Array,
+        labels: pa.Array,
+        mask: np.ndarray,
+        *,
+        count: str,
+        total: str | None = None,
+        texts: pa.Array | None = None,
+    ) -> None:
+        """`grouped` over the positions `mask` picks."""
+        keep = pa.array(mask, pa.bool_())
+        self.grouped(
+            customers.filter(keep),
+            labels.filter(keep),
+            count=count,
+            total=total,
+            texts=texts.filter(keep) if texts is not None else None,
+        )
+
+    def merge(self, other: Tallies) -> None:
+        """Add another window's sums to these."""
+        for key, values in other.values.items():
+            self.values[key].update(values)
+        for key, runs in other.runs.items():
+            self.runs[key] |= runs
+
+    def lines(self, tolerance: Decimal) -> list[Line]:
+        """One finished line per key: Lago's side, delta and status computed."""
+        return [
+            finish(key, self.values[key], tuple(sorted(self.runs.get(key, ()))), tolerance)
+            for key in self.values
+        ]
+
+
+def observe_rows(tallies: Tallies, label: Periods) -> Callable[[pa.Table], None]:
+    """For read_expected: every row of the window, billable or not, into LiteLLM's side."""
+
+    def observe(rows: pa.Table) -> None:
+        if not rows.num_rows:
+            return
+        ids = pc.fill_null(rows.column("charge_by_id"), UNATTRIBUTED).combine_chunks()
+        period = label(rows.column("start_ms").combine_chunks())
+        classes = rows.column("row_class").combine_chunks().indices.to_numpy(zero_copy_only=False)
+        spend = rows.column("spend").combine_chunks()
+        cost = rows.column("cost").combine_chunks()
+        finite = pc.is_finite(cost).to_numpy(zero_copy_only=False)
+        tallies.grouped(ids, period, count="requests")
+        tokens = pa.table(
+            {
+                "customer": ids,
+                "period": period,
+                **{name: rows.column(name) for name in ("prompt_tokens", "completion_tokens")},
+            }
+        ).group_by(["customer", "period"])
+        summed = tokens.aggregate([("prompt_tokens", "sum"), ("completion_tokens", "sum")])
+        for entry in summed.to_pylist():
+            key = (entry["customer"], entry["period"])
+            tallies.add(key, "prompt_tokens", entry["prompt_tokens_sum"] or 0)
+            tallies.add(key, "completion_tokens", entry["completion_tokens_sum"] or 0)
+        failed = (classes == CLASS_ORDER.index(RowClass.FAILED)) & finite
+        failed &= pc.not_equal(cost, 0.0).to_numpy(zero_copy_only=False)
+        unattributable = (classes == CLASS_ORDER.index(RowClass.UNATTRIBUTABLE)) & finite
+        for mask, count, total in (
+            (failed, "failed_requests_with_spend", "failed_spend"),
+            (unattributable, "unattributable_requests", "unattributable_spend"),
+        ):
+            tallies.chosen(ids, period, mask, count=count, total=total, texts=spend)
+
+    return observe
+
+
+def add_matches(
+    tallies: Tallies,
+    expected: Expected,
+    result: MatchResult,
+    label: Periods,
+    *,
+    backfilled: Mapping[str, int],
+    finalized: Callable[[str, int], bool],
+) -> None:
+    """The window's billable rows and Lago's events: matched, missing, backfilled, unexplained.
+
+    `backfilled` maps the transaction ids the ledger holds to their run; `finalized(customer,
+    end_ms)` says whether an event at that time falls in an already finalized invoice.
+    """
+    positions = np.flatnonzero(expected.in_window)
+    needed = ["external_subscription_id", "start_ms", "end_ms", "response_cost", "transaction_id"]
+    table = expected.events.select(needed)
+    status = result.rows["status"].cat.codes.to_numpy()
+    partner = result.rows["event"].to_numpy()
+    event_costs = result.events["cost"].to_numpy(dtype=np.float64)
+    for start in range(0, len(positions), SLICE_ROWS):  # slices: a few MB at a time
+        own = positions[start : start + SLICE_ROWS]
+        events = table.take(pa.array(own, pa.int64()))
+        _add_slice(tallies, events, status[own], partner[own], event_costs, label, backfilled)
+        _add_lost(tallies, events, status[own], label, finalized)
+    _add_unexplained(tallies, result, label)
+
+
+SLICE_ROWS = 1 << 17
+
+
+def _add_slice(
+    tallies: Tallies,
+    events: pa.Table,
+    status: np.ndarray,
+    partner: np.ndarray,
+    event_costs: np.ndarray,
+    label: Periods,
+    backfilled: Mapping[str, int],
+) -> None:
+    customers = events.column("external_subscription_id").combine_chunks()
+    labels = label(events.column("start_ms").combine_chunks())
+    costs = events.column("response_cost").combine_chunks()
+    ids = events.column("transaction_id").combine_chunks()
+    tallies.grouped(customers, labels, count="billable_requests", total="spend", texts=costs)
+    billed = status == ROW_STATUSES.index(RowStatus.BILLED)
+    # What Lago holds for a billed row: its event's cost (ours if the event has none).
+    padded = np.append(event_costs, np.nan)  # partner -1 (no event) reads the NaN
+    held = pa.array(padded[np.where(partner >= 0, partner, len(event_costs))])
+    held_texts = pc.if_else(
+        pc.is_finite(held), pc.cast(pc.fill_null(held, 0.0), pa.string()), costs
+    )
+    tallies.chosen(
+        customers, labels, billed, count="matched_events", total="matched_cost", texts=held_texts
+    )
+    ledger_ids = pa.array(sorted(backfilled), pa.string())
+    in_ledger = pc.is_in(ids, value_set=ledger_ids).to_numpy(zero_copy_only=False)
+    tallies.chosen(
+        customers,
+        labels,
+        in_ledger,
+        count="backfilled_events",
+        total="backfilled_spend",
+        texts=costs,
+    )
+    for position in np.flatnonzero(in_ledger).tolist():
+        key = (customers[position].as_py(), labels[position].as_py())
+        tallies.runs[key].add(backfilled[ids[position].as_py()])
+    missing = status == ROW_STATUSES.index(RowStatus.MISSING)
+    tallies.chosen(
+        customers, labels, missing, count="missing_events", total="missing_spend", texts=costs
+    )
+
+
+def _add_lost(
+    tallies: Tallies,
+    events: pa.Table,
+    status: np.ndarray,
+    label: Periods,
+    finalized: Callable[[str, int], bool],
+) -> None:
+    """Missing rows whose event would land in an invoice already finalized: never billed."""
+    missing = np.flatnonzero(status == ROW_STATUSES.index(RowStatus.MISSING))
+    customers = events.column("external_subscription_id").combine_chunks()
+    end_ms = events.column("end_ms").combine_chunks()
+    lost = np.zeros(events.num_rows, dtype=bool)
+    for position in missing.tolist():
+        lost[position] = finalized(customers[position].as_py(), end_ms[position].as_py())
+    if lost.any():
+        tallies.chosen(
+            customers,
+            label(events.column("start_ms").combine_chunks()),
+            lost,
+            count="not_recoverable_events",
+            total="not_recoverable_spend",
+            texts=events.column("response_cost").combine_chunks(),
+        )
+
+
+def add_sent(tallies: Tallies, sent: pa.Table, run_id: int, label: Periods) -> None:
+    """Rows a run just sent (customer, start_ms, response_cost): from missing to in Lago."""
+    customers = sent.column("external_subscription_id").to_pylist()
+    labels = label(sent.column("start_ms").combine_chunks()).to_pylist()
+    for customer, period, text in zip(
+        customers, labels, sent.column("response_cost").to_pylist(), strict=True
+    ):
+        key, cost = (customer, period), Decimal(text)
+        for field, sign in (("missing", -1), ("matched", 1), ("backfilled", 1)):
+            tallies.add(key, f"{field}_events", sign)
+            tallies.add(
+                key, f"{field}_spend" if field != "matched" else "matched_cost", sign * cost
+            )
+        tallies.runs[key].add(run_id)
+
+
+def _add_unexplained(tallies: Tallies, result: MatchResult, label: Periods) -> None:
+    events = result.events
+    chosen = events[events["status"] == EventStatus.UNEXPLAINED]
+    if not len(chosen):
+        return
+    customers = pa.array(chosen["subscription"].astype(object).fillna(UNATTRIBUTED), pa.string())
+    labels = label(pa.array(chosen["timestamp_ms"].to_numpy(dtype=np.int64)))
+    cost = pa.array(chosen["cost"].to_numpy(dtype=np.float64))
+    texts = pc.if_else(pc.is_finite(cost), pc.cast(pc.fill_null(cost, 0.0), pa.string()), "0")
+    reasons = chosen["reason"].astype(str).to_numpy()
+    tallies.grouped(
+        customers, labels, count="unexplained_events", total="unexplained_cost", texts=texts
+    )
+    for reason, field in _REASON_FIELDS.items():
+        tallies.chosen(
+            customers,
+            labels,
+            reasons == reason,
+            count=f"{field}_events",
+            total=f"{field}_cost",
+            texts=texts,
+        )
+
+
+def finish(key: Key, values: Mapping[str, Any], runs: tuple[int, ...], tolerance: Decimal) -> Line:
+    """A line from its sums: what Lago holds, the delta and the status."""
+    fields = {name: values[name] for name in values}
+    line = Line(customer=key[0], period=key[1], backfill_runs=runs, **fields)
+    lago_cost = line.matched_cost + line.unexplained_cost
+    delta = line.spend - lago_cost
+    percent = (delta / line.spend * 100).quantize(Decimal("0.0001")) if line.spend else None
+    if line.missing_events or delta > tolerance:
+        status = Status.UNDER_BILLED
+    elif delta < -tolerance:
+        status = Status.OVER_BILLED
+    else:
+        status = Status.OK
+    return dataclasses.replace(
+        line, lago_cost=lago_cost, delta=delta, delta_percent=percent, status=status
+    )
+
+
+def sorted_lines(lines: Iterable[Line]) -> list[Line]:
+    """Under-billed first, then over-billed, then ok; within each, the largest impact first."""
+    rank = {Status.UNDER_BILLED: 0, Status.OVER_BILLED: 1, Status.OK: 2}
+    return sorted(
+        lines,
+        key=lambda line: (
+            rank[line.status],
+            -abs(line.delta) - line.missing_spend,
+            line.customer,
+            line.period,
+        ),
+    )
+
+
+def totals(lines: Sequence[Line], tolerance: Decimal) -> Line:
+    """The sum of every line, as one line."""
+    sums: collections.Counter[str] = collections.Counter()
+    runs: set[int] = set()
+    for line in lines:
+        runs.update(line.backfill_runs)
+        for field in dataclasses.fields(Line):
+            value = getattr(line, field.name)
+            if field.name not in _NOT_SUMMED and isinstance(value, int | Decimal):
+                sums[field.name] += value  # type: ignore[assignment]
+    return finish(("TOTAL", ""), sums, tuple(sorted(runs)), tolerance)
+
+
+_NOT_SUMMED = {"lago_cost", "delta", "delta_percent"}

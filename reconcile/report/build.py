@@ -1,0 +1,270 @@
+"""Build a report: day by day in the report's time zone, read, list, match and sum; never send."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import logging
+import zoneinfo
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from decimal import Decimal
+
+import psycopg
+from psycopg import sql
+
+import reconcile
+from reconcile import queries
+from reconcile.errors import ConfigError
+from reconcile.job import DEFAULT_MAX_DELAY, DEFAULT_SKEW, JobSettings, RunSummary, read_and_match
+from reconcile.lago.client import LagoClient
+from reconcile.ledger import DEFAULT_SCHEMA
+from reconcile.postgres import Database, connect
+from reconcile.report.aggregate import (
+    Tallies,
+    add_matches,
+    observe_rows,
+    periods,
+    sorted_lines,
+    totals,
+)
+from reconcile.report.model import ZERO, DailySpend, Header, Report, RollupGap
+from reconcile.settings import ChargeBy
+from reconcile.spendlogs.read import open_snapshot
+from reconcile.window import UTC, Window
+
+log = logging.getLogger(__name__)
+
+ROLLUPS = {
+    ChargeBy.END_USER_ID: ("LiteLLM_DailyEndUserSpend", "end_user_id"),
+    ChargeBy.USER_ID: ("LiteLLM_DailyUserSpend", "user_id"),
+    ChargeBy.TEAM_ID: ("LiteLLM_DailyTeamSpend", "team_id"),
+}
+Periods = Sequence[tuple[dt.datetime, dt.datetime]]
+FinalizedPeriods = Callable[[str], Periods | None]
+"""A subscription's finalized invoice periods [start, end), or None when Lago has no such one."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ReportSettings:
+    """What to report on: the window (aware), its time zone, periods and the comparison rules."""
+
+    window: Window
+    charge_by: ChargeBy
+    code: str
+    timezone: str = "UTC"
+    by: str = "day"
+    customers: frozenset[str] = frozenset()
+    tolerance: Decimal = Decimal("0.01")
+    skew: dt.timedelta = DEFAULT_SKEW
+    max_delay: dt.timedelta = DEFAULT_MAX_DELAY
+
+
+def time_zone(name: str) -> zoneinfo.ZoneInfo:
+    """An IANA time zone, or a ConfigError that says how to write one."""
+    try:
+        return zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(
+            f"--timezone {name!r} is not a time zone: use an IANA name such as UTC, "
+            "Europe/Paris or America/New_York"
+        ) from None
+
+
+def local_days(window: Window, zone: zoneinfo.ZoneInfo) -> Iterator[tuple[dt.date, Window]]:
+    """The window cut at local midnights: each part lies in one local day."""
+    day = window.since.astimezone(zone).date()
+    while True:
+        start = max(window.since, dt.datetime.combine(day, dt.time(), zone).astimezone(UTC))
+        next_day = day + dt.timedelta(days=1)
+        end = min(window.until, dt.datetime.combine(next_day, dt.time(), zone).astimezone(UTC))
+        if start >= window.until:
+            return
+        if end > start:
+            yield day, Window(start, end)
+        day = next_day
+
+
+def build_report(
+    database: Database,
+    client: LagoClient,
+    settings: ReportSettings,
+    *,
+    state: Database | None = None,
+    state_schema: str = DEFAULT_SCHEMA,
+    finalized: FinalizedPeriods | None = None,
+    now: dt.datetime | None = None,
+) -> Report:
+    """The report of `settings.window`; reads the spend logs, Lago and the ledger, sends nothing."""
+    zone = time_zone(settings.timezone)
+    label = periods(settings.timezone, settings.by)
+    notes: list[str] = []
+    margin = dt.timedelta(days=1)
+    backfilled = _backfilled(state or database, state_schema, settings, margin, notes)
+    in_finalized = _finalized_lookup(finalized, notes)
+    tallies, daily = Tallies(), []
+    for day, part in local_days(settings.window, zone):
+        log.info("report: %s", day)
+        day_tallies = Tallies()
+        job = JobSettings(
+            mode="report",
+            window=part,
+            charge_by=settings.charge_by,
+            code=settings.code,
+            skew=settings.skew,
+            max_delay=settings.max_delay,
+            customers=settings.customers,
+            dry_run=True,
+        )
+        expected, result = read_and_match(
+            database, client, job, observe=observe_rows(day_tallies, label)
+        )
+        add_matches(
+            day_tallies, expected, result, label, backfilled=backfilled, finalized=in_finalized
+        )
+        day_lines = day_tallies.lines(settings.tolerance)
+        daily.append(
+            DailySpend(
+                day,
+                sum((line.spend for line in day_lines), ZERO),
+                sum((line.lago_cost for line in day_lines), ZERO),
+            )
+        )
+        tallies.merge(day_tallies)
+    lines = sorted_lines(tallies.lines(settings.tolerance))
+    header = Header(
+        since=settings.window.since.astimezone(zone),
+        until=settings.window.until.astimezone(zone),
+        timezone=settings.timezone,
+        by=settings.by,
+        charge_by=settings.charge_by.value,
+        code=settings.code,
+        generated_at=(now or dt.datetime.now(UTC)).astimezone(UTC).replace(microsecond=0),
+        version=reconcile.__version__,
+        source=str(database),
+        lago=client.base_url,
+        customers=tuple(sorted(settings.customers)),
+        tolerance=settings.tolerance,
+    )
+    gaps = rollup_gaps(database, settings, notes)
+    return Report(header, lines, totals(lines, settings.tolerance), daily, gaps, notes)
+
+
+def _backfilled(
+    state: Database, schema: str, settings: ReportSettings, margin: dt.timedelta, notes: list[str]
+) -> dict[str, int]:
+    """Transaction id -> run id of what the ledger says reconcile sent around the window."""
+    text = queries.named("report.sql", schema=schema)["backfilled"]
+    params = {
+        "code": settings.code,
+        "charge_by": settings.charge_by.value,
+        "since": settings.window.since - margin,
+        "until": settings.window.until + margin,
+    }
+    try:
+        with connect(state) as connection:
+            rows = connection.execute(text, params).fetchall()
+    except psycopg.errors.UndefinedTable:
+        notes.append(
+            f"no ledger in schema {schema} of {state}: nothing backfilled by reconcile is "
+            "recorded there (run `reconcile migrate`, or set --state-database-url/--state-schema)"
+        )
+        return {}
+    except psycopg.errors.InsufficientPrivilege:
+        notes.append(f"the ledger in schema {schema} could not be read (no SELECT grant)")
+        return {}
+    return dict(rows)
+
+
+def _finalized_lookup(
+    finalized: FinalizedPeriods | None, notes: list[str]
+) -> Callable[[str, int], bool]:
+    """Whether an event time (ms) of a subscription falls in a finalized invoice; cached."""
+    cache: dict[str, Periods] = {}
+
+    def in_finalized(customer: str, end_ms: int) -> bool:
+        if finalized is None:
+            return False
+        if customer not in cache:
+            found = finalized(customer)
+            if found is None:
+                notes.append(
+                    f"Lago has no subscription {customer!r}: its events are stored but never "
+                    "billed; create the subscription in Lago"
+                )
+            cache[customer] = found or ()
+        moment = dt.datetime.fromtimestamp(end_ms / 1000, UTC)
+        return any(start <= moment < end for start, end in cache[customer])
+
+    return in_finalized
+
+
+def rollup_gaps(database: Database, settings: ReportSettings, notes: list[str]) -> list[RollupGap]:
+    """UTC days (wholly in the window) where the daily rollup holds more than the spend logs."""
+    first = settings.window.since.astimezone(UTC).date()
+    if settings.window.since.astimezone(UTC) > dt.datetime.combine(first, dt.time(), UTC):
+        first += dt.timedelta(days=1)
+    last = settings.window.until.astimezone(UTC).date() - dt.timedelta(days=1)
+    if last < first:
+        return []
+    table, id_column = ROLLUPS[settings.charge_by]
+    named = queries.named("report.sql", schema=DEFAULT_SCHEMA)
+    names = {
+        "rollup": sql.Identifier(table),
+        "rollup_id": sql.Identifier(id_column),
+        "charge_by": sql.Identifier(settings.charge_by.column),
+    }
+    bounds = {"first": first.isoformat(), "last": last.isoformat()}
+    days = {
+        "since": dt.datetime.combine(first, dt.time()),
+        "until": dt.datetime.combine(last + dt.timedelta(days=1), dt.time()),
+    }
+    with open_snapshot(database) as connection:
+        exists = connection.execute(named["rollup_exists"], {"table": f'"{table}"'}).fetchone()
+        if not exists or not exists[0]:
+            notes.append(f'no "{table}" table: the rollup cross-check was skipped')
+            return []
+        rollup = _by_day(connection, named["rollup_by_day"], names, bounds)
+        logs = _by_day(connection, named["spend_logs_by_day"], names, days)
+    gaps = []
+    for key, (requests, spend) in sorted(rollup.items()):
+        if settings.customers and key[0] not in settings.customers:
+            continue
+        log_requests, log_spend = logs.get(key, (0, ZERO))
+        if spend - log_spend > settings.tolerance or requests > log_requests:
+            day = dt.date.fromisoformat(key[1])
+            gaps.append(RollupGap(key[0], day, requests, spend, log_requests, log_spend))
+    return gaps
+
+
+def _by_day(
+    connection: psycopg.Connection,
+    text: str,
+    names: dict[str, sql.Identifier],
+    params: Mapping[str, object],
+) -> dict[tuple[str, str], tuple[int, Decimal]]:
+    query = sql.SQL(text).format(**names)
+    return {
+        (customer, day): (int(requests), Decimal(spend))
+        for customer, day, requests, spend in connection.execute(query, params)
+    }
+
+
+def run_report(summary: RunSummary, *, source: str, lago: str) -> Report:
+    """A `reconcile run` or `backfill` as a report (UTC days): what its summary ends with."""
+    settings = summary.settings
+    lines = list(summary.lines)
+    header = Header(
+        since=settings.window.since,
+        until=settings.window.until,
+        timezone="UTC",
+        by="day",
+        charge_by=settings.charge_by.value,
+        code=settings.code,
+        generated_at=dt.datetime.now(UTC).replace(microsecond=0),
+        version=reconcile.__version__,
+        source=source,
+        lago=lago,
+        customers=tuple(sorted(settings.customers)),
+        tolerance=settings.tolerance,
+    )
+    return Report(header, lines, totals(lines, settings.tolerance), [], [])

@@ -1,0 +1,49 @@
+-- The queries of `reconcile report`, one per "-- name:" block; all read, none write.
+-- {schema} is reconcile's state schema; {rollup}, {rollup_id} and {charge_by} are the daily
+-- rollup table, its id column and the spend-log column of the charge-by mode:
+--   end_user_id: "LiteLLM_DailyEndUserSpend".end_user_id   "LiteLLM_SpendLogs".end_user
+--   user_id:     "LiteLLM_DailyUserSpend".user_id          "LiteLLM_SpendLogs"."user"
+--   team_id:     "LiteLLM_DailyTeamSpend".team_id          "LiteLLM_SpendLogs".team_id
+
+-- name: backfilled
+-- The events reconcile sent (or found already in Lago) for this code and charge-by, by the
+-- time their rows ended: the ledger's side of "backfilled by us".
+SELECT sent.transaction_id, sent.run_id
+FROM {schema}.sent_events AS sent
+JOIN {schema}.runs AS runs ON runs.id = sent.run_id
+WHERE sent.event_code = %(code)s
+  AND runs.charge_by = %(charge_by)s
+  AND sent.status IN ('sent', 'already_in_lago')
+  AND sent.event_timestamp >= %(since)s
+  AND sent.event_timestamp < %(until)s
+
+-- name: rollup_exists
+SELECT to_regclass(%(table)s) IS NOT NULL
+
+-- name: rollup_by_day
+-- LiteLLM's daily rollup per id and UTC date (its `date` is 'YYYY-MM-DD' text), every api key
+-- and model summed. Spend as exact decimals of the stored doubles.
+SELECT {rollup_id} AS customer,
+       date,
+       sum(api_requests)::bigint AS requests,
+       sum(spend::text::numeric) AS spend
+FROM {rollup}
+WHERE date >= %(first)s
+  AND date <= %(last)s
+  AND {rollup_id} <> ''
+GROUP BY 1, 2
+
+-- name: spend_logs_by_day
+-- The same per id and UTC date from the per-request rows, every status included (the rollup
+-- counts failures too). NaN and infinite costs are left out of the sum, as everywhere.
+SELECT {charge_by} AS customer,
+       to_char("startTime", 'YYYY-MM-DD') AS date,
+       count(*) AS requests,
+       coalesce(sum(spend::text::numeric) FILTER (
+           WHERE spend = spend AND spend NOT IN ('Infinity', '-Infinity')
+       ), 0) AS spend
+FROM "LiteLLM_SpendLogs"
+WHERE "startTime" >= %(since)s
+  AND "startTime" < %(until)s
+  AND {charge_by} <> ''
+GROUP BY 1, 2
