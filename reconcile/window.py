@@ -41,8 +41,8 @@ class Window:
         return f"[{format_instant(self.since)}, {format_instant(self.until)})"
 
 
-def parse_instant(text: str, *, option: str) -> dt.datetime:
-    """Read `YYYY-MM-DD` (midnight UTC) or an ISO-8601 datetime (naive means UTC) as aware UTC."""
+def parse_instant(text: str, *, option: str, zone: dt.tzinfo = UTC) -> dt.datetime:
+    """Read `YYYY-MM-DD` (midnight in `zone`) or ISO-8601 (naive: in `zone`) as aware UTC."""
     value = text.strip()
     try:
         if len(value) == 10:
@@ -52,10 +52,11 @@ def parse_instant(text: str, *, option: str) -> dt.datetime:
     except ValueError:
         raise ConfigError(
             f"{option} {text!r} is not a date or time: write YYYY-MM-DD or an ISO-8601 "
-            "datetime such as 2026-11-01T06:00:00Z or 2026-11-01T08:00:00+02:00 (no offset = UTC)"
+            "datetime such as 2026-11-01T06:00:00Z or 2026-11-01T08:00:00+02:00 "
+            f"(no offset = {zone})"
         ) from None
     if parsed.tzinfo is None:
-        return parsed.replace(tzinfo=UTC)
+        parsed = parsed.replace(tzinfo=zone)
     return parsed.astimezone(UTC)
 
 

@@ -47,6 +47,14 @@ def source_name(ctx: click.Context, name: str, envvar: str) -> str:
 
 
 # Read by `main` before click parses anything, so that parsing errors can show tracebacks too.
+CUSTOMER_OPTION = click.option(
+    "--customer",
+    "customers",
+    multiple=True,
+    metavar="ID",
+    help="Only this charge-by id (repeat the option for several).",
+)
+
 DEBUG_OPTION = click.option(
     "--debug",
     is_flag=True,

@@ -12,6 +12,7 @@ import click
 
 from reconcile import commands, render
 from reconcile.cli.options import (
+    CUSTOMER_OPTION,
     DEBUG_OPTION,
     EXIT_CODES_HELP,
     EXIT_CODES_RUN_HELP,
@@ -123,13 +124,7 @@ def migrate(
 
 @click.command(epilog=EXIT_CODES_RUN_HELP)
 @window_options
-@click.option(
-    "--customer",
-    "customers",
-    multiple=True,
-    metavar="ID",
-    help="Only this charge-by id (repeat the option for several).",
-)
+@CUSTOMER_OPTION
 @_common_options
 @click.pass_context
 def backfill(

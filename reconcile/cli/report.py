@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import sys
-import zoneinfo
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -12,6 +10,7 @@ import click
 
 from reconcile import commands
 from reconcile.cli.options import (
+    CUSTOMER_OPTION,
     lago_options,
     lago_settings,
     matching_options,
@@ -25,7 +24,7 @@ from reconcile.cli.options import (
 from reconcile.errors import EXIT_UNSENT, ConfigError
 from reconcile.report.build import ReportSettings, time_zone
 from reconcile.report.formats import ReportFormat, summary_text, write_report
-from reconcile.window import UTC, Window, parse_instant
+from reconcile.window import Window, parse_instant
 
 EXIT_CODES_REPORT_HELP = """\
 \b
@@ -52,13 +51,7 @@ Exit codes:
     show_default=True,
     help="One line per customer and day, or per customer and month.",
 )
-@click.option(
-    "--customer",
-    "customers",
-    multiple=True,
-    metavar="ID",
-    help="Only this charge-by id (repeat the option for several).",
-)
+@CUSTOMER_OPTION
 @click.option(
     "--timezone",
     default="UTC",
@@ -136,8 +129,8 @@ def report(
     )
     report_settings = ReportSettings(
         window=Window(
-            local_instant(since, zone, option="--since"),
-            local_instant(until, zone, option="--until"),
+            parse_instant(since, option="--since", zone=zone),
+            parse_instant(until, option="--until", zone=zone),
         ),
         charge_by=charge_by,
         code=code,
@@ -157,21 +150,6 @@ def report(
         click.echo(summary_text(result), err=True)
     if check and result.failed_check:
         ctx.exit(EXIT_UNSENT)
-
-
-def local_instant(text: str, zone: zoneinfo.ZoneInfo, *, option: str) -> dt.datetime:
-    """A date (local midnight) or ISO-8601 time; without an offset, in `zone`; as UTC."""
-    value = text.strip()
-    try:
-        if len(value) == 10:
-            parsed = dt.datetime.combine(dt.date.fromisoformat(value), dt.time())
-        else:
-            parsed = dt.datetime.fromisoformat(value.replace(" ", "T", 1))
-    except ValueError:
-        return parse_instant(text, option=option)  # raises the error that shows the formats
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=zone)
-    return parsed.astimezone(UTC)
 
 
 def parse_tolerance(text: str) -> Decimal:
