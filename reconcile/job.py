@@ -12,7 +12,6 @@ from collections.abc import Callable, Iterator, Mapping
 from decimal import Decimal
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -25,9 +24,10 @@ from reconcile.lago.answers import SendReport
 from reconcile.lago.client import LagoClient
 from reconcile.lago.events import arrow_page, frame
 from reconcile.ledger import Ledger
-from reconcile.match import MatchResult, MatchSettings, Reason, match
+from reconcile.match import MatchResult, MatchSettings, match
 from reconcile.postgres import Database
 from reconcile.report.aggregate import (
+    REASON_FIELDS,
     Tallies,
     add_matches,
     add_sent,
@@ -222,6 +222,11 @@ def _reconcile(
         )
     summary.unsent = summary.missing - summary.sent - summary.already_in_lago
     summary.lines = sorted_lines(tallies.lines(settings.tolerance))
+    for reason, field in REASON_FIELDS.items():  # exact, as the report sums them
+        count = sum(getattr(line, f"{field}_events") for line in summary.lines)
+        if count:
+            cost = sum((getattr(line, f"{field}_cost") for line in summary.lines), Decimal(0))
+            summary.unexplained[reason] = (count, cost)
 
 
 def read_and_match(
@@ -308,12 +313,6 @@ def _count_matches(summary: RunSummary, result: MatchResult) -> None:
     rows = result.rows[result.rows["in_window"]]
     summary.matched_by_id = int((rows["matched_by"] == "id").sum())
     summary.matched_by_fingerprint = int((rows["matched_by"] == "fingerprint").sum())
-    unexplained = result.unexplained
-    for reason in Reason:
-        chosen = unexplained[unexplained["reason"] == reason]
-        if len(chosen):
-            cost = Decimal(repr(float(np.nansum(chosen["cost"].to_numpy(dtype=np.float64)))))
-            summary.unexplained[reason.value] = (len(chosen), cost)
 
 
 def _send(

@@ -22,7 +22,7 @@ Key = tuple[str, str]  # (customer, period)
 Periods = Callable[[pa.Array], pa.Array]
 """Unix milliseconds -> the period label each falls in ("2026-11-01" or "2026-11")."""
 
-_REASON_FIELDS = {
+REASON_FIELDS: dict[str, str] = {  # reason -> the Line fields' prefix
     Reason.DUPLICATE.value: "duplicate",
     Reason.PROPERTY_MISMATCH.value: "property_mismatch",
     Reason.NO_SUCH_REQUEST.value: "no_such_request",
@@ -222,11 +222,19 @@ def add_matches(
     status = result.rows["status"].cat.codes.to_numpy()
     partner = result.rows["event"].to_numpy()
     event_costs = result.events["cost"].to_numpy(dtype=np.float64)
+    ledger_ids = pa.array(sorted(backfilled), pa.string())
     for start in range(0, len(positions), SLICE_ROWS):  # slices: a few MB at a time
         own = positions[start : start + SLICE_ROWS]
-        events = table.take(pa.array(own, pa.int64()))
-        _add_slice(tallies, events, status[own], partner[own], event_costs, label, backfilled)
-        _add_lost(tallies, events, status[own], label, finalized)
+        _add_slice(
+            tallies,
+            table.take(pa.array(own, pa.int64())),
+            status[own],
+            partner[own],
+            event_costs,
+            label,
+            (ledger_ids, backfilled),
+            finalized,
+        )
     _add_unexplained(tallies, result, label)
 
 
@@ -240,8 +248,10 @@ def _add_slice(
     partner: np.ndarray,
     event_costs: np.ndarray,
     label: Periods,
-    backfilled: Mapping[str, int],
+    ledger: tuple[pa.Array, Mapping[str, int]],
+    finalized: Callable[[str, int], bool],
 ) -> None:
+    ledger_ids, backfilled = ledger
     customers = events.column("external_subscription_id").combine_chunks()
     labels = label(events.column("start_ms").combine_chunks())
     costs = events.column("response_cost").combine_chunks()
@@ -257,7 +267,6 @@ def _add_slice(
     tallies.chosen(
         customers, labels, billed, count="matched_events", total="matched_cost", texts=held_texts
     )
-    ledger_ids = pa.array(sorted(backfilled), pa.string())
     in_ledger = pc.is_in(ids, value_set=ledger_ids).to_numpy(zero_copy_only=False)
     tallies.chosen(
         customers,
@@ -274,31 +283,19 @@ def _add_slice(
     tallies.chosen(
         customers, labels, missing, count="missing_events", total="missing_spend", texts=costs
     )
-
-
-def _add_lost(
-    tallies: Tallies,
-    events: pa.Table,
-    status: np.ndarray,
-    label: Periods,
-    finalized: Callable[[str, int], bool],
-) -> None:
-    """Missing rows whose event would land in an invoice already finalized: never billed."""
-    missing = np.flatnonzero(status == ROW_STATUSES.index(RowStatus.MISSING))
-    customers = events.column("external_subscription_id").combine_chunks()
+    # Missing rows whose event would land in an already invoiced period: never billed.
     end_ms = events.column("end_ms").combine_chunks()
-    lost = np.zeros(events.num_rows, dtype=bool)
-    for position in missing.tolist():
+    lost = np.zeros(len(missing), dtype=bool)
+    for position in np.flatnonzero(missing).tolist():
         lost[position] = finalized(customers[position].as_py(), end_ms[position].as_py())
-    if lost.any():
-        tallies.chosen(
-            customers,
-            label(events.column("start_ms").combine_chunks()),
-            lost,
-            count="not_recoverable_events",
-            total="not_recoverable_spend",
-            texts=events.column("response_cost").combine_chunks(),
-        )
+    tallies.chosen(
+        customers,
+        labels,
+        lost,
+        count="not_recoverable_events",
+        total="not_recoverable_spend",
+        texts=costs,
+    )
 
 
 def add_sent(tallies: Tallies, sent: pa.Table, run_id: int, label: Periods) -> None:
@@ -330,7 +327,7 @@ def _add_unexplained(tallies: Tallies, result: MatchResult, label: Periods) -> N
     tallies.grouped(
         customers, labels, count="unexplained_events", total="unexplained_cost", texts=texts
     )
-    for reason, field in _REASON_FIELDS.items():
+    for reason, field in REASON_FIELDS.items():
         tallies.chosen(
             customers,
             labels,
@@ -343,8 +340,7 @@ def _add_unexplained(tallies: Tallies, result: MatchResult, label: Periods) -> N
 
 def finish(key: Key, values: Mapping[str, Any], runs: tuple[int, ...], tolerance: Decimal) -> Line:
     """A line from its sums: what Lago holds, the delta and the status."""
-    fields = {name: values[name] for name in values}
-    line = Line(customer=key[0], period=key[1], backfill_runs=runs, **fields)
+    line = Line(customer=key[0], period=key[1], backfill_runs=runs, **values)
     lago_cost = line.matched_cost + line.unexplained_cost
     delta = line.spend - lago_cost
     percent = (delta / line.spend * 100).quantize(Decimal("0.0001")) if line.spend else None
