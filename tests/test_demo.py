@@ -47,3 +47,9 @@ def test_demo_runs_the_whole_loop_on_an_embedded_postgres_and_the_emulator() -> 
     assert count("missing from Lago", second) == [0]
     assert count("billable rows billed by our events", second)[0] > 0
     assert count("unexplained Lago events in the window", done.stderr) == [0, 0]
+    # Each run ends with the report's summary; the day's report after both shows nothing owed.
+    assert done.stderr.count("0 under-billed, 0 over-billed") >= 2
+    report = done.stderr.split("reconcile report for the day, after both runs")[-1]
+    totals = next(line for line in report.splitlines() if line.startswith("TOTAL"))
+    assert "under-billed" not in report.split("TOTAL")[0]
+    assert totals.split()[1] == "3,000"  # every request of the day is in the report

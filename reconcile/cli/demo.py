@@ -9,6 +9,8 @@ import click
 
 from reconcile import render
 from reconcile.cli.options import DEBUG_OPTION, EXIT_CODES_HELP
+from reconcile.report.build import run_report
+from reconcile.report.text import summary_text, table
 from reconcile.settings import DEFAULT_CHARGE_BY, ChargeBy
 from reconcile.window import UTC
 
@@ -62,7 +64,8 @@ def demo(
     costs). It starts the Lago emulator holding the events LiteLLM's live callback would have
     got there (random ids, Lago's reception times), with some lost, then runs the nightly
     `reconcile run`: it finds and backfills exactly the lost ones. A second run, half an hour
-    later, finds nothing left to do. Summaries go to stderr, a sample of the backfilled events
+    later, finds nothing left to do; `reconcile report` over the day then shows every
+    customer billed. Summaries and the report go to stderr, a sample of the backfilled events
     to stdout. Everything is deleted on exit.
 
     \b
@@ -81,6 +84,10 @@ def demo(
     for number, summary in enumerate(result.runs, start=1):
         click.echo(f"\nnightly run {number}\n", err=True)
         click.echo(render.run_summary(summary, lago=result.lago_url), err=True)
+        report = run_report(summary, source="the demo database", lago=result.lago_url)
+        click.echo("\n" + summary_text(report), err=True)
+    click.echo("\nreconcile report for the day, after both runs\n", err=True)
+    click.echo(table(result.report), err=True)
     first = result.runs[0] if result.runs else None
     if first is not None and first.plan is not None:
         for event in first.plan.events[:sample]:

@@ -18,6 +18,8 @@ from reconcile.job import JobSettings, RunSummary
 from reconcile.lago.client import LagoClient
 from reconcile.lago.emulator import LagoEmulator
 from reconcile.postgres import connect
+from reconcile.report.build import ReportSettings
+from reconcile.report.model import Report
 from reconcile.settings import ChargeBy
 from reconcile.window import UTC, Window
 
@@ -35,6 +37,8 @@ class DemoResult:
     callback_events: int
     lago_url: str
     runs: list[RunSummary]
+    report: Report
+    """`reconcile report` over the day, after both runs: what finance would read."""
 
 
 def run_demo(
@@ -87,7 +91,14 @@ def run_demo(
                 )
                 if summary is not None:
                     summaries.append(summary)
-            return DemoResult(len(logs), len(live), lago.url, summaries)
+            report = commands.report(
+                database,
+                lago_settings,
+                state,
+                ReportSettings(window=settings.window, charge_by=charge_by, code=DEMO_EVENT_CODE),
+                client=client,
+            )
+            return DemoResult(len(logs), len(live), lago.url, summaries, report)
 
 
 def _midnight(day: dt.date) -> dt.datetime:
