@@ -8,6 +8,8 @@ from decimal import Decimal
 from typing import Any
 
 import httpx
+import numpy as np
+import pyarrow as pa
 import pytest
 from conftest import DAY
 from test_reconcile_e2e import CODE, KEY, billable, callback
@@ -18,6 +20,7 @@ from reconcile.job import JobSettings
 from reconcile.lago.client import LagoClient
 from reconcile.lago.emulator import LagoEmulator
 from reconcile.postgres import Database, connect
+from reconcile.report.aggregate import Tallies, _held, exact
 from reconcile.report.build import ReportSettings, build_report, local_days, time_zone
 from reconcile.report.model import Line, Report, Status
 from reconcile.settings import ChargeBy
@@ -246,3 +249,19 @@ def test_missing_usage_in_a_finalized_invoice_is_not_recoverable(scene: Scene) -
     assert closed_line.not_recoverable_spend == closed_line.missing_spend
     assert draft_line.not_recoverable_events == 0 < draft_line.missing_events
     assert any("no subscription" in note for note in result.notes)
+
+
+@pytest.mark.parametrize("event_cost", [0.00012300000000000001, 1.5e-30])
+def test_matched_cost_is_what_the_event_holds(event_cost: float) -> None:
+    texts = pa.array(["0.000123", "0.5", "0.25"])
+    held = _held(
+        exact(texts) or texts,
+        np.array([0.000123, 0.5, 0.25]),
+        partner=np.array([0, -1, 1]),
+        event_costs=np.array([event_cost, float("nan")]),
+    )
+    tallies = Tallies()
+    tallies.grouped(pa.array(["a"] * 3), pa.array(["p"] * 3), count="n", total="t", texts=held)
+    # row 0 holds the event's own double; row 1 has no event and row 2 an event without cost:
+    # both fall back to the row's cost.
+    assert tallies.values[("a", "p")]["t"] == Decimal(repr(event_cost)) + Decimal("0.75")

@@ -51,14 +51,17 @@ EXACT = pa.decimal256(76, 40)
 def _group_sums(
     customers: pa.Array, labels: pa.Array, texts: pa.Array | None
 ) -> list[tuple[Key, int, Decimal]]:
-    """(key, rows, exact sum of texts) per (customer, period), summed by Arrow in C++."""
+    """(key, rows, exact sum of texts) per (customer, period), summed by Arrow in C++.
+
+    `texts` are decimal texts or already EXACT decimals.
+    """
     columns: dict[str, pa.Array] = {"customer": customers, "period": labels}
     aggregations: list[tuple[str, str]] = [("customer", "count")]
     if texts is not None:
-        try:
-            columns["cost"] = pc.cast(texts, EXACT)
-        except pa.ArrowInvalid:  # a cost too small for 40 decimals: exact in Python instead
+        amounts = exact(texts)
+        if amounts is None:  # a cost too small for 40 decimals: exact in Python instead
             return _python_sums(customers, labels, texts)
+        columns["cost"] = amounts
         aggregations.append(("cost", "sum"))
     grouped = pa.table(columns).group_by(["customer", "period"]).aggregate(aggregations)
     sums = grouped.column("cost_sum").to_pylist() if texts is not None else None
@@ -73,6 +76,16 @@ def _group_sums(
             )
         )
     ]
+
+
+def exact(amounts: pa.Array) -> pa.Array | None:
+    """Decimal texts as EXACT decimals (already decimal: as they are); None if one won't fit."""
+    if pa.types.is_decimal(amounts.type):
+        return amounts
+    try:
+        return pc.cast(amounts, EXACT)
+    except pa.ArrowInvalid:
+        return None
 
 
 def _python_sums(
@@ -141,6 +154,8 @@ class Tallies:
         texts: pa.Array | None = None,
     ) -> None:
         """`grouped` over the positions `mask` picks."""
+        if not mask.any():
+            return
         keep = pa.array(mask, pa.bool_())
         self.grouped(
             customers.filter(keep),
@@ -177,17 +192,19 @@ def observe_rows(tallies: Tallies, label: Periods) -> Callable[[pa.Table], None]
         spend = rows.column("spend").combine_chunks()
         cost = rows.column("cost").combine_chunks()
         finite = pc.is_finite(cost).to_numpy(zero_copy_only=False)
-        tallies.grouped(ids, period, count="requests")
-        tokens = pa.table(
+        per_key = pa.table(
             {
                 "customer": ids,
                 "period": period,
                 **{name: rows.column(name) for name in ("prompt_tokens", "completion_tokens")},
             }
         ).group_by(["customer", "period"])
-        summed = tokens.aggregate([("prompt_tokens", "sum"), ("completion_tokens", "sum")])
+        summed = per_key.aggregate(
+            [("customer", "count"), ("prompt_tokens", "sum"), ("completion_tokens", "sum")]
+        )
         for entry in summed.to_pylist():
             key = (entry["customer"], entry["period"])
+            tallies.add(key, "requests", entry["customer_count"])
             tallies.add(key, "prompt_tokens", entry["prompt_tokens_sum"] or 0)
             tallies.add(key, "completion_tokens", entry["completion_tokens_sum"] or 0)
         failed = (classes == CLASS_ORDER.index(RowClass.FAILED)) & finite
@@ -217,7 +234,14 @@ def add_matches(
     end_ms)` says whether an event at that time falls in an already finalized invoice.
     """
     positions = np.flatnonzero(expected.in_window)
-    needed = ["external_subscription_id", "start_ms", "end_ms", "response_cost", "transaction_id"]
+    needed = [
+        "external_subscription_id",
+        "start_ms",
+        "end_ms",
+        "response_cost",
+        "cost",
+        "transaction_id",
+    ]
     table = expected.events.select(needed)
     status = result.rows["status"].cat.codes.to_numpy()
     partner = result.rows["event"].to_numpy()
@@ -254,18 +278,18 @@ def _add_slice(
     ledger_ids, backfilled = ledger
     customers = events.column("external_subscription_id").combine_chunks()
     labels = label(events.column("start_ms").combine_chunks())
-    costs = events.column("response_cost").combine_chunks()
+    texts = events.column("response_cost").combine_chunks()
+    costs = exact(texts) or texts  # decimals once, summed below many times
     ids = events.column("transaction_id").combine_chunks()
     tallies.grouped(customers, labels, count="billable_requests", total="spend", texts=costs)
     billed = status == ROW_STATUSES.index(RowStatus.BILLED)
-    # What Lago holds for a billed row: its event's cost (ours if the event has none).
-    padded = np.append(event_costs, np.nan)  # partner -1 (no event) reads the NaN
-    held = pa.array(padded[np.where(partner >= 0, partner, len(event_costs))])
-    held_texts = pc.if_else(
-        pc.is_finite(held), pc.cast(pc.fill_null(held, 0.0), pa.string()), costs
-    )
     tallies.chosen(
-        customers, labels, billed, count="matched_events", total="matched_cost", texts=held_texts
+        customers,
+        labels,
+        billed,
+        count="matched_events",
+        total="matched_cost",
+        texts=_held(costs, events.column("cost").to_numpy(), partner, event_costs),
     )
     in_ledger = pc.is_in(ids, value_set=ledger_ids).to_numpy(zero_copy_only=False)
     tallies.chosen(
@@ -312,6 +336,25 @@ def add_sent(tallies: Tallies, sent: pa.Table, run_id: int, label: Periods) -> N
                 key, f"{field}_spend" if field != "matched" else "matched_cost", sign * cost
             )
         tallies.runs[key].add(run_id)
+
+
+def _held(
+    costs: pa.Array, row_costs: np.ndarray, partner: np.ndarray, event_costs: np.ndarray
+) -> pa.Array:
+    """What Lago holds for each row: its event's cost where there is one and it differs."""
+    padded = np.append(event_costs, np.nan)  # partner -1 (no event) reads the NaN
+    held = padded[np.where(partner >= 0, partner, len(event_costs))]
+    # Most events carry the row's very double: only the others are converted.
+    other = np.isfinite(held) & (held != row_costs)
+    if not other.any():
+        return costs
+    replacements = pc.cast(pa.array(held[other]), pa.string())
+    if pa.types.is_decimal(costs.type):
+        try:
+            replacements = pc.cast(replacements, costs.type)
+        except pa.ArrowInvalid:  # too small for EXACT: all as texts, summed in Python
+            costs = pc.cast(costs, pa.string())
+    return pc.replace_with_mask(costs, pa.array(other), replacements)
 
 
 def _add_unexplained(tallies: Tallies, result: MatchResult, label: Periods) -> None:
