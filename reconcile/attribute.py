@@ -4,42 +4,52 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-import math
 from decimal import Decimal
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from reconcile.money import ZERO, total
+
 
 class RowClass(enum.StrEnum):
     """What a spend-log row means for billing; every row gets exactly one."""
 
     BILLABLE = "billable"
-    """Succeeded (or predates statuses), has a charge-by id and a finite cost: one Lago event."""
+    """Succeeded (or has no status), has a charge-by id and a finite cost of zero or more: one
+    Lago event."""
     UNATTRIBUTABLE = "unattributable"
     """Succeeded but has no charge-by id ('' or NULL): LiteLLM's callback cannot bill it either."""
     FAILED = "failed"
     """Status other than success: LiteLLM never bills it, even when it carries a partial cost."""
     INVALID_COST = "invalid_cost"
     """Billable but for its cost, which is NaN or infinite: no event can carry it."""
+    NEGATIVE_COST = "negative_cost"
+    """Billable but for its cost, which is below zero (a pricing bug upstream): sent, it would be
+    a credit nobody asked for, so it never is."""
 
 
 CLASS_ORDER = tuple(RowClass)
 
 
 def classify(rows: pa.Table) -> pa.Table:
-    """`rows` plus `cost` (float64) and `row_class` columns; failure outranks a missing id."""
+    """`rows` plus `cost` (float64) and `row_class` columns.
+
+    Failure outranks a missing id, which outranks an invalid or negative cost.
+    """
     cost = pc.cast(rows.column("spend"), pa.float64())
     succeeded = rows.column("succeeded").to_numpy(zero_copy_only=False)
     has_id = pc.is_valid(rows.column("charge_by_id")).to_numpy(zero_copy_only=False)
     finite = pc.is_finite(cost).to_numpy(zero_copy_only=False)
+    negative = pc.fill_null(pc.less(cost, 0.0), False).to_numpy(zero_copy_only=False)
     codes = np.select(
-        [~succeeded, ~has_id, ~finite],
+        [~succeeded, ~has_id, ~finite, negative],
         [
             CLASS_ORDER.index(RowClass.FAILED),
             CLASS_ORDER.index(RowClass.UNATTRIBUTABLE),
             CLASS_ORDER.index(RowClass.INVALID_COST),
+            CLASS_ORDER.index(RowClass.NEGATIVE_COST),
         ],
         default=CLASS_ORDER.index(RowClass.BILLABLE),
     ).astype(np.int8)
@@ -57,10 +67,10 @@ def billable(classified: pa.Table) -> pa.Table:
 
 @dataclasses.dataclass(frozen=True)
 class ClassTotal:
-    """How many rows of one class, and their summed cost in USD (NaN and infinities left out)."""
+    """How many rows of one class and their exact summed cost (USD; NaN, infinities left out)."""
 
     rows: int = 0
-    spend: Decimal = Decimal(0)
+    spend: Decimal = ZERO
     rows_with_spend: int = 0
 
     def __add__(self, other: ClassTotal) -> ClassTotal:
@@ -82,12 +92,12 @@ class Tally:
     @property
     def rows(self) -> int:
         """All rows read, whatever their class."""
-        return sum(total.rows for total in self.by_class.values())
+        return sum(part.rows for part in self.by_class.values())
 
     @property
     def spend(self) -> Decimal:
         """All finite spend read, whatever its class."""
-        return sum((total.spend for total in self.by_class.values()), Decimal(0))
+        return sum((part.spend for part in self.by_class.values()), ZERO)
 
     def __getitem__(self, row_class: RowClass) -> ClassTotal:
         return self.by_class[row_class]
@@ -97,17 +107,18 @@ class Tally:
 
 
 def tally(classified: pa.Table) -> Tally:
-    """Count and sum one classified chunk."""
+    """Count and sum one classified chunk: the exact sum of the spend texts LiteLLM stored."""
     codes = classified.column("row_class").combine_chunks().indices.to_numpy()
     cost = classified.column("cost").to_numpy()
+    finite = np.isfinite(cost)
+    spend = classified.column("spend")
     totals = {}
     for index, member in enumerate(CLASS_ORDER):
-        member_cost = cost[codes == index]
-        finite = member_cost[np.isfinite(member_cost)]
+        chosen = codes == index
+        counted = chosen & finite & (cost != 0)
         totals[member] = ClassTotal(
-            rows=int(member_cost.size),
-            # fsum is exact to the last bit: a million tiny costs do not drift.
-            spend=Decimal(repr(math.fsum(finite))),
-            rows_with_spend=int(np.count_nonzero(finite)),
+            rows=int(np.count_nonzero(chosen)),
+            spend=total(spend.filter(pa.array(counted))) if counted.any() else ZERO,
+            rows_with_spend=int(np.count_nonzero(counted)),
         )
     return Tally(totals)

@@ -46,6 +46,7 @@ EVENT_SCHEMA = pa.schema(
         ("start_ms", pa.int64()),
         ("end_ms", pa.int64()),
         ("cost", pa.float64()),
+        ("custom_llm_provider", pa.string()),
     ]
 )
 
@@ -91,6 +92,9 @@ def build_events(billable_rows: pa.Table, code: str) -> pa.Table:
             rows.column("cost")
             if "cost" in rows.column_names
             else pc.cast(rows.column("spend"), pa.float64()),
+            rows.column("custom_llm_provider")
+            if "custom_llm_provider" in rows.column_names
+            else pa.nulls(rows.num_rows, pa.string()),
         ],
         schema=EVENT_SCHEMA,
     )

@@ -17,16 +17,18 @@ import numpy as np
 from reconcile.attribute import Tally, billable, classify, tally
 from reconcile.build_events import EVENT_SCHEMA, build_events, write_csv, write_jsonl
 from reconcile.errors import ConfigError, RunLocked
-from reconcile.job import JobSettings, Plan, RunSummary, reconcile_window
+from reconcile.job import reconcile_window
 from reconcile.lago.billing import NEVER_RECOMPUTED, finalized_periods
 from reconcile.lago.client import LagoClient
 from reconcile.ledger import DEFAULT_SCHEMA, Ledger, lock_key, migration_script
 from reconcile.ledger import migrate as ledger_migrate
-from reconcile.postgres import Database
+from reconcile.margins import DEFAULT_SETTLE
+from reconcile.postgres import Database, server_identity
 from reconcile.report.build import ReportSettings, build_report
 from reconcile.report.model import Report
-from reconcile.settings import ChargeBy
-from reconcile.spendlogs.read import DEFAULT_CHUNK_ROWS, open_snapshot, read_window
+from reconcile.settings import DEFAULT_CHUNK_ROWS, ChargeBy, JobSettings
+from reconcile.spendlogs.read import open_snapshot, read_window
+from reconcile.summary import Plan, RunSummary
 from reconcile.transaction_id import IdBasis
 from reconcile.window import Window, format_instant
 
@@ -130,12 +132,34 @@ def backfill(
     *,
     confirm: Callable[[Plan], bool] = lambda _: True,
     client: LagoClient | None = None,
+    now: dt.datetime | None = None,
 ) -> RunSummary:
-    """Reconcile the window of `settings`: list, match, send what is missing, record it all."""
+    """Reconcile the window of `settings`: list, match, send what is missing, record it all.
+
+    A window ending after now - settle is refused (ConfigError): events for its last stretch
+    may still arrive. Rows whose events may still arrive are held back (`too_recent`).
+    """
+    now = now or dt.datetime.now(dt.UTC)
+    settle_point = now - settings.settle
+    if settings.window.until > settle_point:
+        raise ConfigError(
+            f"--until {format_instant(settings.window.until)} is after now minus --settle "
+            f"({format_instant(settle_point)}): LiteLLM's rows and callback events for that "
+            f"stretch may still be arriving; give --until {format_instant(settle_point)} or "
+            "earlier (or a shorter --settle)"
+        )
+    source_id = server_identity(source)
     with _client(lago, client) as lago_client, Ledger(state.database, state.schema) as ledger:
-        _lock(ledger, source, settings.code, settings.charge_by)
+        _lock(ledger, source, source_id, settings.code, settings.charge_by)
         return reconcile_window(
-            source, lago_client, ledger, settings, source=str(source), confirm=confirm
+            source,
+            lago_client,
+            ledger,
+            settings,
+            source=str(source),
+            source_id=source_id,
+            confirm=confirm,
+            now=now,
         )
 
 
@@ -168,22 +192,24 @@ class Schedule:
     """How the nightly run picks its window."""
 
     lookback: dt.timedelta = dt.timedelta(days=1)
-    settle: dt.timedelta = dt.timedelta(minutes=15)
     retention: dt.timedelta = dt.timedelta(days=30)
     first_since: dt.datetime | None = None
 
 
 def nightly_window(
-    last_until: dt.datetime | None, schedule: Schedule, now: dt.datetime
+    covered_until: dt.datetime | None,
+    schedule: Schedule,
+    now: dt.datetime,
+    settle: dt.timedelta = DEFAULT_SETTLE,
 ) -> Window | None:
     """The nightly window, or None when it is empty; refuses a window past retention.
 
-    It runs from the last success's end minus the lookback (first run: --since, or a day
-    back) to now minus the settle delay.
+    It runs from where the last nightly run's full coverage ended, minus the lookback (first
+    run: --since, or a day back), to now minus the settle delay.
     """
-    until = now - schedule.settle
-    if last_until is not None:
-        since = last_until - schedule.lookback
+    until = now - settle
+    if covered_until is not None:
+        since = covered_until - schedule.lookback
     else:
         since = schedule.first_since or until - dt.timedelta(days=1)
     horizon = now - schedule.retention
@@ -208,19 +234,31 @@ def run(
     now: dt.datetime,
     client: LagoClient | None = None,
 ) -> RunSummary | None:
-    """The nightly job: pick the window after the last success and reconcile it (None: empty)."""
+    """The nightly job: reconcile from where its last full coverage ended (None: nothing yet).
+
+    Only the nightly job's own runs count (not a backfill, a dry run or a --customer run):
+    whatever else ran, it never skips a stretch it has not covered in full itself.
+    """
+    source_id = server_identity(source)
     with _client(lago, client) as lago_client, Ledger(state.database, state.schema) as ledger:
-        _lock(ledger, source, settings.code, settings.charge_by)
-        last = ledger.last_success_until(str(source), settings.code, settings.charge_by.value)
-        window = nightly_window(last, schedule, now)
+        _lock(ledger, source, source_id, settings.code, settings.charge_by)
+        last = ledger.last_coverage(
+            source_id=source_id,
+            source=str(source),
+            code=settings.code,
+            charge_by=settings.charge_by.value,
+        )
+        window = nightly_window(last, schedule, now, settings.settle)
         if window is None:
             return None
         chosen = dataclasses.replace(settings, mode="run", window=window)
-        return reconcile_window(source, lago_client, ledger, chosen, source=str(source), now=now)
+        return reconcile_window(
+            source, lago_client, ledger, chosen, source=str(source), source_id=source_id, now=now
+        )
 
 
-def _lock(ledger: Ledger, source: Database, code: str, charge_by: ChargeBy) -> None:
-    if not ledger.try_lock(lock_key(str(source), code, charge_by.value)):
+def _lock(ledger: Ledger, source: Database, source_id: str, code: str, charge_by: ChargeBy) -> None:
+    if not ledger.try_lock(lock_key(source_id, code, charge_by.value)):
         raise RunLocked(
             f"another reconcile run holds the lock for {source} (code {code}, charge-by "
             f"{charge_by.value}): it is still running; try again when it ends"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -12,18 +12,20 @@ import pyarrow.compute as pc
 
 from reconcile.attribute import Tally, billable, classify, tally
 from reconcile.build_events import EVENT_SCHEMA, build_events
-from reconcile.postgres import Database
-from reconcile.settings import ChargeBy
-from reconcile.spendlogs.read import DEFAULT_CHUNK_ROWS, open_snapshot, read_window
+from reconcile.margins import Margins
 from reconcile.window import Window
+
+EXPECTED_SCHEMA = EVENT_SCHEMA.append(pa.field("in_window", pa.bool_()))
 
 
 @dataclasses.dataclass(frozen=True)
 class Expected:
-    """The events (EVENT_SCHEMA plus `in_window`) and the tally of the window's own rows."""
+    """The events (EXPECTED_SCHEMA), the tally of the window's own rows, what to list of Lago."""
 
     events: pa.Table
     tally: Tally
+    listing: Window
+    """Lago's events to list, both edges included (see reconcile.margins)."""
 
     @property
     def in_window(self) -> np.ndarray:
@@ -31,47 +33,62 @@ class Expected:
         return self.events.column("in_window").to_numpy(zero_copy_only=False)  # type: ignore[no-any-return]
 
 
-def read_expected(
-    database: Database,
+#: Reads [since, until) of spend logs (rows whose "endTime" is not before the datetime, if
+#: given) in chunks, in "startTime" order: `reconcile.spendlogs.read.read_window`, bound.
+ReadWindow = Callable[[Window, dt.datetime | None], Iterator[pa.Table]]
+
+
+def expected_events(
+    read: ReadWindow,
     *,
     window: Window,
-    margin: dt.timedelta,
-    charge_by: ChargeBy,
+    margins: Margins,
+    settle_point: dt.datetime,
     code: str,
     customers: frozenset[str] = frozenset(),
-    chunk_rows: int = DEFAULT_CHUNK_ROWS,
     observe: Callable[[pa.Table], None] | None = None,
 ) -> Expected:
-    """Read [since - margin, until + margin) in one snapshot; tally only [since, until).
+    """Read the window and every row that may own an event listed for it (reconcile.margins).
 
-    The rows in the margins are the neighbours' own: the matcher weighs them so their events
-    are not taken for this window's, but they are never backfilled from here.
+    Only the window's own rows are tallied and shown to `observe` (every class); the others are
+    the neighbours' own: the matcher weighs them so their events are not taken for this
+    window's, but they are never backfilled from here.
     """
-    since_ms, until_ms = (int(edge.timestamp() * 1000) for edge in (window.since, window.until))
-    wide = Window(window.since - margin, window.until + margin)
+    bounds = tuple(int(edge.timestamp() * 1000) for edge in (window.since, window.until))
+    wanted = pa.array(sorted(customers), pa.string())
     totals = Tally()
     chunks: list[pa.Table] = []
-    with open_snapshot(database) as connection:
-        wanted = pa.array(sorted(customers), pa.string())
-        for chunk in read_window(connection, database, charge_by, wide, chunk_rows=chunk_rows):
-            rows = (
-                chunk.filter(pc.is_in(chunk.column("charge_by_id"), wanted)) if customers else chunk
-            )
-            classified = classify(rows)
-            start = classified.column("start_ms").to_numpy()
-            inside = (start >= since_ms) & (start < until_ms)
-            own = classified.filter(pa.array(inside))
-            totals += tally(own)
-            if observe is not None:
-                observe(own)
-            events = build_events(billable(classified), code)
-            start = events.column("start_ms").to_numpy()
-            chunks.append(
-                events.append_column(
-                    "in_window", pa.array((start >= since_ms) & (start < until_ms))
-                )
-            )
-    schema = EVENT_SCHEMA.append(pa.field("in_window", pa.bool_()))
-    return Expected(
-        events=pa.concat_tables(chunks) if chunks else schema.empty_table(), tally=totals
-    )
+    last_end: int | None = None
+
+    def take(rows: pa.Table) -> None:
+        nonlocal totals, last_end
+        if customers:
+            rows = rows.filter(pc.is_in(rows.column("charge_by_id"), wanted))
+        classified = classify(rows)
+        start = classified.column("start_ms").to_numpy()
+        own = classified.filter(pa.array((start >= bounds[0]) & (start < bounds[1])))
+        totals += tally(own)
+        if observe is not None:
+            observe(own)
+        events = build_events(billable(classified), code)
+        start = events.column("start_ms").to_numpy()
+        inside = (start >= bounds[0]) & (start < bounds[1])
+        if inside.any():
+            latest = int(events.column("end_ms").to_numpy()[inside].max())
+            last_end = latest if last_end is None else max(last_end, latest)
+        chunks.append(events.append_column("in_window", pa.array(inside)))
+
+    long_before = margins.long_rows_before(window)
+    if long_before is not None:
+        for rows in read(*long_before):
+            take(rows)
+    for rows in read(margins.rows_around(window), None):
+        take(rows)
+    ended = None if last_end is None else dt.datetime.fromtimestamp(last_end / 1000, dt.UTC)
+    listing = margins.listing(window, ended, settle_point)
+    after = margins.rows_after(window, listing)
+    if after is not None:
+        for rows in read(after, None):
+            take(rows)
+    events = pa.concat_tables(chunks) if chunks else EXPECTED_SCHEMA.empty_table()
+    return Expected(events=events, tally=totals, listing=listing)

@@ -93,9 +93,9 @@ def _explained(database: Database, schema: str, doing: str) -> Iterator[None]:
         ) from None
 
 
-def lock_key(source: str, code: str, charge_by: str) -> int:
-    """The advisory-lock key of one (spend-log database, event code, charge-by)."""
-    digest = hashlib.sha256(f"reconcile\x1f{source}\x1f{code}\x1f{charge_by}".encode()).digest()
+def lock_key(source_id: str, code: str, charge_by: str) -> int:
+    """The advisory-lock key of one (spend-log database by its server identity, code, charge-by)."""
+    digest = hashlib.sha256(f"reconcile\x1f{source_id}\x1f{code}\x1f{charge_by}".encode()).digest()
     return int.from_bytes(digest[:8], "big", signed=True)
 
 
@@ -139,10 +139,12 @@ class Ledger:
         row = self._run("try_lock", key=key).fetchone()
         return bool(row and row[0])
 
-    def last_success_until(self, source: str, code: str, charge_by: str) -> dt.datetime | None:
-        """The end of the latest succeeded run's window, if any."""
+    def last_coverage(
+        self, *, source_id: str, source: str, code: str, charge_by: str
+    ) -> dt.datetime | None:
+        """Where the nightly job's own full coverage of this source ends, if it has run."""
         row = self._run(
-            "last_success_until", source=source, code=code, charge_by=charge_by
+            "last_coverage", source_id=source_id, source=source, code=code, charge_by=charge_by
         ).fetchone()
         return row[0] if row else None
 
@@ -151,6 +153,7 @@ class Ledger:
         *,
         mode: str,
         source: str,
+        source_id: str,
         code: str,
         charge_by: str,
         since: dt.datetime,
@@ -162,6 +165,7 @@ class Ledger:
             "start_run",
             mode=mode,
             source=source,
+            source_id=source_id,
             code=code,
             charge_by=charge_by,
             since=since,
@@ -173,15 +177,22 @@ class Ledger:
         return int(row[0])
 
     def finish_run(
-        self, run_id: int, status: str, counts: Mapping[str, Any], error: str | None = None
+        self,
+        run_id: int,
+        status: str,
+        counts: Mapping[str, Any],
+        *,
+        error: str | None = None,
+        covered_until: dt.datetime | None = None,
     ) -> None:
-        """Record how a run ended."""
+        """Record how a run ended (and, for a nightly run, how far it covered in full)."""
         self._run(
             "finish_run",
             run_id=run_id,
             status=status,
             error=error,
             counts=json.dumps(counts, default=str),
+            covered_until=covered_until,
         )
 
     def record_sending(self, run_id: int, events: Sequence[Mapping[str, Any]]) -> None:
@@ -225,10 +236,6 @@ class Ledger:
             subscriptions=[sub for _, sub in rows],
         )
         return cursor.rowcount
-
-    def sending(self, code: str) -> list[tuple[str, str]]:
-        """(transaction_id, subscription) of events an interrupted run may or may not have sent."""
-        return [(row[0], row[1]) for row in self._run("sending", code=code)]
 
 
 def _ledger_row(event: Mapping[str, Any], run_id: int) -> tuple[Any, ...]:

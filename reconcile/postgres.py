@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import ipaddress
 import logging
 from collections.abc import Iterator, Mapping
 from urllib.parse import parse_qsl, quote, urlencode
@@ -139,6 +140,32 @@ def connect(database: Database, *, autocommit: bool = False) -> Iterator[psycopg
         if not autocommit:
             connection.commit()
         yield connection
+
+
+def server_identity(database: Database) -> str:
+    """What the server says this database is, whatever the URL's spelling.
+
+    The cluster's system identifier (the same on its streaming replicas) and the database's
+    name: `cluster:7714143092172359798/litellm`. Where the role may not read the identifier,
+    the server's own address and port: `server:10.0.0.5:5432/litellm` (`server:local:...` for
+    loopback and Unix sockets). It names a run's source in the ledger and keys its lock.
+    """
+    with connect(database, autocommit=True) as connection:
+        name = connection.execute("SELECT current_database()").fetchone()
+        try:
+            row = connection.execute("SELECT system_identifier FROM pg_control_system()").fetchone()
+        except psycopg.errors.InsufficientPrivilege:
+            row = None
+        if row and row[0] is not None:
+            return f"cluster:{row[0]}/{name[0] if name else ''}"
+        found = connection.execute(
+            "SELECT host(inet_server_addr()), coalesce(inet_server_port(), "
+            "current_setting('port')::int)"
+        ).fetchone()
+    address, port = found if found else (None, None)
+    if address is None or ipaddress.ip_address(address).is_loopback:
+        address = "local"
+    return f"server:{address}:{port}/{name[0] if name else ''}"
 
 
 def _explain_connect_failure(database: Database, error: psycopg.OperationalError) -> Exception:

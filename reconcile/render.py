@@ -1,12 +1,14 @@
-"""Plain-text summaries for people reading stderr: aligned, with thousands separators."""
+"""Plain-text summaries for people reading stderr: aligned columns, exact amounts."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from decimal import Decimal
 
 from reconcile.attribute import CLASS_ORDER, RowClass
 from reconcile.commands import EventsSummary
-from reconcile.job import RunSummary
+from reconcile.money import tidy
+from reconcile.summary import RunSummary
 from reconcile.transaction_id import IdBasis
 
 _CLASS_LABELS = {
@@ -14,12 +16,53 @@ _CLASS_LABELS = {
     RowClass.UNATTRIBUTABLE: "unattributable (no charge-by id)",
     RowClass.FAILED: "failed (not billed by LiteLLM)",
     RowClass.INVALID_COST: "invalid cost (NaN or infinite)",
+    RowClass.NEGATIVE_COST: "negative cost (never sent)",
 }
 
+Cell = str | int | Decimal | None
 
-def money(amount: Decimal) -> str:
-    """USD with six decimals: LiteLLM costs are often fractions of a cent."""
-    return f"{amount:,.6f}"
+
+def money(amount: Decimal, scale: int = 6) -> str:
+    """Exact USD with thousands separators and at least `scale` decimals: every digit shown."""
+    text = format(tidy(amount), ",f")
+    whole, _, fraction = text.partition(".")
+    return f"{whole}.{fraction.ljust(scale, '0')}"
+
+
+def table(rows: Sequence[Sequence[Cell]], *, indent: str = "  ") -> list[str]:
+    """Rows of cells as aligned lines: the first column left, the others right.
+
+    Columns are two spaces apart at least (a wide number never runs into its neighbour);
+    amounts (Decimal) line up on their decimal point; None leaves a cell empty.
+    """
+    scale = max([6, *(_scale(cell) for row in rows for cell in row if isinstance(cell, Decimal))])
+    texts = [[_text(cell, scale) for cell in row] for row in rows]
+    columns = max(len(row) for row in texts) if texts else 0
+    widths = [
+        max((len(row[i]) for row in texts if i < len(row)), default=0) for i in range(columns)
+    ]
+    lines = []
+    for row in texts:
+        cells = [row[0].ljust(widths[0])] + [
+            cell.rjust(widths[index + 1]) for index, cell in enumerate(row[1:])
+        ]
+        lines.append((indent + "  ".join(cells)).rstrip())
+    return lines
+
+
+def _scale(amount: Decimal) -> int:
+    exponent = tidy(amount).as_tuple().exponent
+    return -exponent if isinstance(exponent, int) and exponent < 0 else 0
+
+
+def _text(cell: Cell, scale: int) -> str:
+    if cell is None:
+        return ""
+    if isinstance(cell, Decimal):
+        return money(cell, scale)
+    if isinstance(cell, int):
+        return f"{cell:,}"
+    return cell
 
 
 def events_summary(summary: EventsSummary) -> str:
@@ -31,25 +74,24 @@ def events_summary(summary: EventsSummary) -> str:
         f"charge-by  {summary.charge_by.value} (column {summary.charge_by.column})"
         f"   event code  {summary.code}",
         "",
-        f"  {'rows':<34}{'count':>12}{'spend (USD)':>20}",
     ]
+    rows: list[list[Cell]] = [["rows", "count", "spend (USD)", None]]
     for member in CLASS_ORDER:
-        total = tally[member]
-        note = ""
-        if member is RowClass.FAILED and total.rows_with_spend:
-            note = f"   {total.rows_with_spend:,} with spend"
-        lines.append(
-            f"  {_CLASS_LABELS[member]:<34}{total.rows:>12,}{money(total.spend):>20}{note}"
-        )
-    lines.append(f"  {'all rows read':<34}{tally.rows:>12,}{money(tally.spend):>20}")
-    lines.append("")
+        part = tally[member]
+        note = None
+        if member is RowClass.FAILED and part.rows_with_spend:
+            note = f"{part.rows_with_spend:,} with spend"
+        rows.append([_CLASS_LABELS[member], part.rows, part.spend, note])
+    rows.append(["all rows read", tally.rows, tally.spend, None])
+    lines += table(rows)
     basis = summary.id_basis
-    lines.append(
+    lines += [
+        "",
         f"wrote {summary.events:,} events in {summary.seconds:.1f} s; transaction ids from "
         f"litellm_call_id: {basis.get(IdBasis.CALL_ID, 0):,}, from request_id: "
         f"{basis.get(IdBasis.REQUEST_ID, 0):,} (no call id) + "
-        f"{basis.get(IdBasis.REQUEST_ID_SHARED_CALL, 0):,} (call id shared within one ms)"
-    )
+        f"{basis.get(IdBasis.REQUEST_ID_SHARED_CALL, 0):,} (call id shared within one ms)",
+    ]
     return "\n".join(lines)
 
 
@@ -60,41 +102,73 @@ def run_summary(summary: RunSummary, *, lago: str) -> str:
         f'window     {settings.window} on "startTime" (UTC)   {settings.mode} {summary.run_id}',
         f"charge-by  {settings.charge_by.value}   event code  {settings.code}   Lago  {lago}",
         "",
-        f"  {'spend-log rows in the window':<40}{'count':>12}{'spend (USD)':>20}",
     ]
-    for member in CLASS_ORDER:
-        total = summary.tally[member]
-        lines.append(f"  {_CLASS_LABELS[member]:<40}{total.rows:>12,}{money(total.spend):>20}")
+    rows: list[list[Cell]] = [["spend-log rows in the window", "count", "spend (USD)"]]
+    rows += [
+        [_CLASS_LABELS[member], summary.tally[member].rows, summary.tally[member].spend]
+        for member in CLASS_ORDER
+    ]
+    rows.append(["", None, None])
+    rows += [
+        ["Lago events listed (window and margins)", summary.listed, None],
+        ["billable rows billed by our events", summary.matched_by_id, None],
+        ["billable rows billed by the callback", summary.matched_by_fingerprint, None],
+        ["missing from Lago", summary.missing, summary.missing_spend],
+        ["  sent now", summary.sent, summary.sent_spend],
+        ["  already in Lago when sent", summary.already_in_lago, None],
+        ["  held back: too recent", summary.too_recent, summary.too_recent_spend],
+        ["  left unsent", summary.held_back, None],
+        [
+            "unexplained Lago events in the window",
+            sum(count for count, _ in summary.unexplained.values()),
+            sum((cost for _, cost in summary.unexplained.values()), Decimal(0)),
+        ],
+    ]
+    rows += [
+        ["  " + reason, count, cost]
+        for reason, (count, cost) in sorted(summary.unexplained.items())
+    ]
     plan = summary.plan
-    sent_spend = plan.spend if plan is not None and summary.sent else Decimal(0)
-    lines += [
-        "",
-        f"  {'Lago events listed (window and margins)':<40}{summary.listed:>12,}",
-        f"  {'billable rows billed by our events':<40}{summary.matched_by_id:>12,}",
-        f"  {'billable rows billed by the callback':<40}{summary.matched_by_fingerprint:>12,}",
-        f"  {'missing from Lago':<40}{summary.missing:>12,}{money(summary.missing_spend):>20}",
-        f"  {'  sent now':<40}{summary.sent:>12,}{money(sent_spend):>20}",
-        f"  {'  already in Lago when sent':<40}{summary.already_in_lago:>12,}",
-        f"  {'  left unsent':<40}{summary.unsent:>12,}",
-    ]
-    unexplained = sum(count for count, _ in summary.unexplained.values())
-    lines.append(f"  {'unexplained Lago events in the window':<40}{unexplained:>12,}")
-    for reason, (count, cost) in sorted(summary.unexplained.items()):
-        lines.append(f"  {'  ' + reason:<40}{count:>12,}{money(cost):>20}")
-    if plan is not None and summary.unsent and len(plan.by_customer):
-        lines += ["", f"  {'to send, per customer':<40}{'events':>12}{'spend (USD)':>20}"]
+    if plan is not None and summary.held_back and len(plan.by_customer):
+        rows += [["", None, None], ["to send, per customer", "events", "spend (USD)"]]
         top = plan.by_customer.sort_values("spend", ascending=False).head(20)
-        for subscription, count, spend in zip(
-            top["subscription"], top["events"], top["spend"], strict=True
-        ):
-            lines.append(f"  {str(subscription)[:40]:<40}{count:>12,}{money(spend):>20}")
-    if summary.before_this_month:
-        lines += [
-            "",
-            f"{summary.before_this_month:,} missing event(s) date from before this month: where "
-            "the invoice of their billing period is already finalized, Lago stores them but "
-            "will not bill them.",
+        rows += [
+            [str(subscription)[:40], int(count), Decimal(spend)]
+            for subscription, count, spend in zip(
+                top["subscription"], top["events"], top["spend"], strict=True
+            )
         ]
+    lines += table(rows)
+    lines += _warnings(summary)
     timings = ", ".join(f"{stage} {seconds:.1f} s" for stage, seconds in summary.seconds.items())
     lines += ["", f"Lago requests: {summary.lago_requests:,}. Time: {timings}."]
     return "\n".join(lines)
+
+
+def _warnings(summary: RunSummary) -> list[str]:
+    notes = []
+    negative = summary.tally[RowClass.NEGATIVE_COST]
+    if negative.rows:
+        notes.append(
+            f"warning: {negative.rows:,} row(s) have a negative cost ({money(negative.spend)} "
+            "USD): never sent, as a credit nobody asked for; check LiteLLM's price for their "
+            "models."
+        )
+    if summary.too_recent:
+        later = (
+            "the next nightly run takes them"
+            if summary.settings.mode == "run"
+            else "run the same backfill again later"
+        )
+        notes.append(
+            f"{summary.too_recent:,} missing event(s) held back: their requests ended less "
+            "than --max-delay before now minus --settle, and LiteLLM's callback may still "
+            f"deliver them; {later}."
+        )
+    if summary.before_this_month:
+        notes.append(
+            f"{summary.before_this_month:,} missing event(s) date from before this month: where "
+            "the invoice of their billing period is already finalized, Lago stores them but "
+            "will not bill them."
+        )
+    return ["", *notes] if notes else []

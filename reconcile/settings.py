@@ -1,11 +1,19 @@
-"""Settings shared with LiteLLM's Lago integration: charge-by mode and event code."""
+"""Settings: those shared with LiteLLM's Lago integration, and what one reconciliation covers."""
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
 import enum
 import unicodedata
+from decimal import Decimal
 
 from reconcile.errors import ConfigError
+from reconcile.margins import DEFAULT_SETTLE, Margins
+from reconcile.window import Window
+
+#: Rows per chunk read from Postgres: memory stays flat whatever the window's size.
+DEFAULT_CHUNK_ROWS = 20_000
 
 
 class ChargeBy(enum.StrEnum):
@@ -58,3 +66,24 @@ def parse_event_code(value: str | None, *, source: str = "LAGO_API_EVENT_CODE") 
     if any(unicodedata.category(char).startswith("C") for char in value):
         raise ConfigError(f"{source}={value!r} contains control characters: remove them")
     return value
+
+
+@dataclasses.dataclass(frozen=True)
+class JobSettings:
+    """One reconciliation: what to reconcile, and how event times may stray (see README).
+
+    `settle`: rows whose events could still arrive (endTime + max_delay after now - settle) are
+    held back, and Lago is never listed past now - settle.
+    """
+
+    mode: str  # "run", "backfill" or "report"
+    window: Window
+    charge_by: ChargeBy
+    code: str
+    margins: Margins = dataclasses.field(default_factory=Margins)
+    settle: dt.timedelta = DEFAULT_SETTLE
+    customers: frozenset[str] = frozenset()
+    dry_run: bool = False
+    max_events: int | None = None
+    chunk_rows: int = DEFAULT_CHUNK_ROWS
+    tolerance: Decimal = Decimal("0.01")

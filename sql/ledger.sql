@@ -26,20 +26,30 @@ INSERT INTO {schema}.schema_migrations (name) VALUES (%(name)s);
 -- by the run's connection until it ends, whatever way it ends.
 SELECT pg_try_advisory_lock(%(key)s);
 
--- name: last_success_until
-SELECT max(window_until)
+-- name: last_coverage
+-- Where the nightly job's own full coverage ends: succeeded runs of mode `run` over every
+-- customer, not dry runs (only those record covered_until). Runs from before migration 002
+-- have no source_id: their URL label stands in for it.
+SELECT max(coalesce(covered_until, window_until))
 FROM {schema}.runs
-WHERE status = 'succeeded'
-  AND source = %(source)s AND event_code = %(code)s AND charge_by = %(charge_by)s;
+WHERE mode = 'run' AND status = 'succeeded'
+  AND event_code = %(code)s AND charge_by = %(charge_by)s
+  AND (covered_until IS NOT NULL OR source_id IS NULL)
+  AND (source_id = %(source_id)s OR (source_id IS NULL AND source = %(source)s))
+  AND NOT coalesce((settings ->> 'dry_run')::boolean, false)
+  AND coalesce(jsonb_array_length(settings -> 'customers'), 0) = 0;
 
 -- name: start_run
-INSERT INTO {schema}.runs (mode, source, event_code, charge_by, window_since, window_until, settings)
-VALUES (%(mode)s, %(source)s, %(code)s, %(charge_by)s, %(since)s, %(until)s, %(settings)s)
+INSERT INTO {schema}.runs (mode, source, source_id, event_code, charge_by, window_since,
+                           window_until, settings)
+VALUES (%(mode)s, %(source)s, %(source_id)s, %(code)s, %(charge_by)s, %(since)s, %(until)s,
+        %(settings)s)
 RETURNING id;
 
 -- name: finish_run
 UPDATE {schema}.runs
-SET finished_at = now(), status = %(status)s, counts = %(counts)s, error = %(error)s
+SET finished_at = now(), status = %(status)s, counts = %(counts)s, error = %(error)s,
+    covered_until = %(covered_until)s
 WHERE id = %(run_id)s;
 
 -- name: create_incoming
@@ -71,8 +81,3 @@ SET status = 'sent', sent_at = coalesce(sent_at, now())
 WHERE status = 'sending'
   AND (transaction_id, external_subscription_id) IN (
       SELECT * FROM unnest(%(transaction_ids)s::text[], %(subscriptions)s::text[]));
-
--- name: sending
-SELECT transaction_id, external_subscription_id
-FROM {schema}.sent_events
-WHERE status = 'sending' AND event_code = %(code)s;

@@ -14,7 +14,7 @@ from test_reconcile_e2e import billable, billed_once, callback
 from reconcile.demo.factory import SpendLog, SpendLogFactory
 from reconcile.lago.emulator import LagoEmulator
 from reconcile.ledger import lock_key
-from reconcile.postgres import Database, connect
+from reconcile.postgres import Database, connect, server_identity
 
 KEY = "e2e-key"
 
@@ -52,7 +52,7 @@ def test_migrate_is_idempotent_and_can_show_its_sql(litellm_db: Database) -> Non
     env = {"DATABASE_URL": litellm_db.url()}
     first, second = run(["migrate"], env=env), run(["migrate"], env=env)
     assert (first.exit_code, second.exit_code) == (0, 0)
-    assert "updated (001_runs_and_sent_events.sql)" in first.stderr
+    assert "updated (001_runs_and_sent_events.sql, 002_server_identity_and_coverage.sql)" in first.stderr
     assert "already up to date" in second.stderr
     shown = run(["migrate", "--print-sql", "--state-schema", "billing_audit"])
     assert shown.exit_code == 0
@@ -120,7 +120,7 @@ def test_a_held_lock_exits_4(
     with connect(litellm_db, autocommit=True) as other:
         other.execute(
             "SELECT pg_advisory_lock(%s)",
-            (lock_key(str(litellm_db), "openai_tokens", "end_user_id"),),
+            (lock_key(server_identity(litellm_db), "openai_tokens", "end_user_id"),),
         )
         result = run(["backfill", *WINDOW], env=env)
     assert result.exit_code == 4

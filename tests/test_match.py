@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from reconcile.match import EventStatus, MatchSettings, RowStatus, match
+from reconcile.matching import EventStatus, MatchSettings, RowStatus, match
 
 SECOND = 1000
 MINUTE = 60 * SECOND
@@ -110,10 +110,10 @@ CASES: dict[str, tuple[list[dict[str, Any]], list[dict[str, Any]], list[str], li
         [{"transaction_id": "uuid-1", "timestamp_ms": 61 * SECOND, "cost": 0.000027 * (1 + 1e-6)}],
         ["missing"], ["unexplained"], ["property mismatch"],
     ),
-    "an event without a cost cannot be matched by fingerprint": (
+    "an event without a cost (a model LiteLLM cannot price) matches on the rest": (
         [{"transaction_id": "rc1-a", "end_ms": 60 * SECOND}],
         [{"transaction_id": "uuid-1", "timestamp_ms": 61 * SECOND, "cost": np.nan}],
-        ["missing"], ["unexplained"], ["property mismatch"],
+        ["billed"], ["matched"], [""],
     ),
     "another subscription is not the same request": (
         [{"transaction_id": "rc1-a", "end_ms": 60 * SECOND}],
@@ -140,10 +140,10 @@ CASES: dict[str, tuple[list[dict[str, Any]], list[dict[str, Any]], list[str], li
         [{"transaction_id": "uuid-2", "timestamp_ms": 60 * SECOND + 900}, {"transaction_id": "uuid-1", "timestamp_ms": 60 * SECOND + 400}],
         ["billed"], ["unexplained", "matched"], ["duplicate", ""],
     ),
-    "our transaction id under another subscription still bills the row": (
+    "our transaction id under another subscription bills nothing of this one's": (
         [{"transaction_id": "rc1-a", "end_ms": 60 * SECOND}],
         [{"transaction_id": "rc1-a", "timestamp_ms": 60 * SECOND, "subscription": "team-ml"}],
-        ["billed"], ["matched"], [""],
+        ["missing"], ["unexplained"], ["property mismatch"],
     ),
     "equal end times: the smaller request_id wins": (
         [{"transaction_id": "rc1-b", "request_id": "req-b", "end_ms": 60 * SECOND},

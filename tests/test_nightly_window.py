@@ -26,13 +26,14 @@ HOUR = dt.timedelta(hours=1)
             NOW - dt.timedelta(minutes=15),
         ),
         (NOW - 24 * HOUR, Schedule(), NOW - 48 * HOUR, NOW - dt.timedelta(minutes=15)),
-        (NOW - 24 * HOUR, Schedule(lookback=2 * HOUR, settle=HOUR), NOW - 26 * HOUR, NOW - HOUR),
+        (NOW - 24 * HOUR, Schedule(lookback=2 * HOUR), NOW - 26 * HOUR, NOW - HOUR),
     ],
 )
-def test_the_window_starts_at_the_last_success_minus_the_lookback(
+def test_the_window_starts_where_the_last_coverage_ended_minus_the_lookback(
     last_until: dt.datetime | None, schedule: Schedule, since: dt.datetime, until: dt.datetime
 ) -> None:
-    window = nightly_window(last_until, schedule, NOW)
+    settle = HOUR if schedule.lookback == 2 * HOUR else dt.timedelta(minutes=15)
+    window = nightly_window(last_until, schedule, NOW, settle)
     assert window is not None
     assert (window.since, window.until) == (since, until)
 

@@ -28,7 +28,7 @@ from reconcile.lago.client import LagoClient
 from reconcile.lago.emulator import LagoEmulator
 from reconcile.lago.retry import RetryPolicy
 from reconcile.ledger import lock_key
-from reconcile.postgres import Database, connect
+from reconcile.postgres import Database, connect, server_identity
 from reconcile.settings import ChargeBy
 from reconcile.window import UTC, Window
 
@@ -312,7 +312,7 @@ def test_a_second_run_at_once_is_refused(day: tuple[Database, list[SpendLog]]) -
     database, _ = day
     with LagoEmulator(api_key=KEY) as lago, connect(database, autocommit=True) as other:
         other.execute(
-            "SELECT pg_advisory_lock(%s)", (lock_key(str(database), CODE, "end_user_id"),)
+            "SELECT pg_advisory_lock(%s)", (lock_key(server_identity(database), CODE, "end_user_id"),)
         )
         with pytest.raises(RunLocked, match="another reconcile run holds the lock"):
             backfill(database, lago)
@@ -396,7 +396,8 @@ def test_the_ledger_can_live_in_a_schema_the_reader_owns(
     with connect(database, autocommit=True) as connection:
         connection.execute(f'CREATE SCHEMA reader_ledger AUTHORIZATION "{reader.params["user"]}"')  # type: ignore[call-overload]
     assert commands.migrate(commands.StateSettings(reader, "reader_ledger")) == [
-        "001_runs_and_sent_events.sql"
+        "001_runs_and_sent_events.sql",
+        "002_server_identity_and_coverage.sql",
     ]
     with LagoEmulator(api_key=KEY) as lago, LagoClient(lago.url, KEY) as client:
         summary = commands.backfill(

@@ -13,7 +13,7 @@ from reconcile.cli.options import (
     window,
     window_options,
 )
-from reconcile.spendlogs.read import DEFAULT_CHUNK_ROWS
+from reconcile.settings import DEFAULT_CHUNK_ROWS
 
 
 @click.command(epilog=EXIT_CODES_HELP)

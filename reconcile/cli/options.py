@@ -8,7 +8,7 @@ import os
 import re
 import secrets
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
 
@@ -17,11 +17,12 @@ from click.core import ParameterSource
 
 from reconcile.commands import LagoSettings, StateSettings
 from reconcile.errors import ConfigError
-from reconcile.job import Plan
 from reconcile.lago.answers import normalize_base_url
 from reconcile.ledger import DEFAULT_SCHEMA
+from reconcile.margins import Margins
 from reconcile.postgres import Database, parse_database_url
 from reconcile.settings import DEFAULT_CHARGE_BY, ChargeBy, parse_charge_by, parse_event_code
+from reconcile.summary import Plan
 from reconcile.window import Window, parse_instant
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -220,22 +221,55 @@ def state_options(function: F) -> F:
 
 
 def matching_options(function: F) -> F:
-    """--skew and --max-delay: how far an event's time may be from its row's endTime."""
-    skew = click.option(
-        "--skew",
-        default="2m",
-        show_default=True,
-        metavar="DURATION",
-        help="An event may be this much before its row's endTime (clocks differ).",
+    """--skew, --max-delay, --longest-request and --settle: how event times relate to rows'."""
+    options = [
+        click.option(
+            "--skew",
+            default="2m",
+            show_default=True,
+            metavar="DURATION",
+            help="An event may be this much before its row's endTime (clocks differ).",
+        ),
+        click.option(
+            "--max-delay",
+            default="20m",
+            show_default=True,
+            metavar="DURATION",
+            help="...and this much after: LiteLLM's callback can be late by minutes.",
+        ),
+        click.option(
+            "--longest-request",
+            default="6h",
+            show_default=True,
+            metavar="DURATION",
+            help="Requests (a long stream) may last this long: rows that started up to this "
+            "much before the window are read for the events they own in it.",
+        ),
+        click.option(
+            "--settle",
+            default="15m",
+            show_default=True,
+            metavar="DURATION",
+            help="Rows and callback events of the last stretch before now are still arriving: "
+            "Lago is never listed past now minus this, and a row is sent only once its "
+            "endTime + --max-delay is before it.",
+        ),
+    ]
+    for option in reversed(options):
+        function = option(function)
+    return function
+
+
+def margins(options: Mapping[str, Any]) -> tuple[Margins, dt.timedelta]:
+    """The margins and settle delay given by `matching_options`."""
+    return (
+        Margins(
+            skew=parse_duration(options["skew"], option="--skew"),
+            max_delay=parse_duration(options["max_delay"], option="--max-delay"),
+            longest=parse_duration(options["longest_request"], option="--longest-request"),
+        ),
+        parse_duration(options["settle"], option="--settle"),
     )
-    delay = click.option(
-        "--max-delay",
-        default="20m",
-        show_default=True,
-        metavar="DURATION",
-        help="...and this much after: a 10-minute stream plus a callback late by minutes.",
-    )
-    return skew(delay(function))
 
 
 def lago_settings(ctx: click.Context, base: str | None, key: str | None) -> LagoSettings:

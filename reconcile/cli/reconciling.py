@@ -19,6 +19,7 @@ from reconcile.cli.options import (
     confirmer,
     lago_options,
     lago_settings,
+    margins,
     matching_options,
     parse_duration,
     settings,
@@ -29,10 +30,11 @@ from reconcile.cli.options import (
     window_options,
 )
 from reconcile.errors import EXIT_UNSENT
-from reconcile.job import JobSettings, RunSummary
 from reconcile.postgres import Database, parse_database_url
 from reconcile.report.build import run_report
 from reconcile.report.formats import summary_text
+from reconcile.settings import JobSettings
+from reconcile.summary import RunSummary
 from reconcile.window import UTC, Window, parse_instant
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -48,6 +50,8 @@ class _Common:
     confirm_above: int
     skew: str
     max_delay: str
+    longest_request: str
+    settle: str
     lago_api_base: str | None
     lago_api_key: str | None
     state_database_url: str | None
@@ -166,13 +170,6 @@ def backfill(
     help="Start this long before the end of the last successful run, for late rows.",
 )
 @click.option(
-    "--settle",
-    default="15m",
-    show_default=True,
-    metavar="DURATION",
-    help="Leave the last stretch out: spend logs and callbacks still arriving.",
-)
-@click.option(
     "--retention-days",
     type=click.IntRange(min=1),
     default=30,
@@ -186,7 +183,6 @@ def run(
     /,
     since: str | None,
     lookback: str,
-    settle: str,
     retention_days: int,
     **options: Any,
 ) -> None:
@@ -205,7 +201,6 @@ def run(
     common = _Common(**options)
     schedule = commands.Schedule(
         lookback=parse_duration(lookback, option="--lookback"),
-        settle=parse_duration(settle, option="--settle"),
         retention=dt.timedelta(days=retention_days),
         first_since=parse_instant(since, option="--since") if since else None,
     )
@@ -223,14 +218,15 @@ def _job(
     ctx: click.Context, common: _Common, mode: str, span: Window, customers: frozenset[str]
 ) -> JobSettings:
     _, charge_by, code = settings(ctx, common.database_url, common.charge_by, common.event_code)
+    margins_given, settle = margins(dataclasses.asdict(common))
     return JobSettings(
         mode=mode,
         window=span,
         charge_by=charge_by,
         code=code,
         customers=customers,
-        skew=parse_duration(common.skew, option="--skew"),
-        max_delay=parse_duration(common.max_delay, option="--max-delay"),
+        margins=margins_given,
+        settle=settle,
         dry_run=common.dry_run,
         max_events=common.max_events,
     )

@@ -13,9 +13,9 @@ from reconcile.cli.options import (
     CUSTOMER_OPTION,
     lago_options,
     lago_settings,
+    margins,
     matching_options,
     open_output,
-    parse_duration,
     settings,
     source_options,
     state_options,
@@ -127,6 +127,7 @@ def report(
     source, charge_by, code = settings(
         ctx, options["database_url"], options["charge_by"], options["event_code"]
     )
+    margins_given, settle = margins(options)
     report_settings = ReportSettings(
         window=Window(
             parse_instant(since, option="--since", zone=zone),
@@ -138,8 +139,8 @@ def report(
         by=by,
         customers=frozenset(customers),
         tolerance=parse_tolerance(tolerance),
-        skew=parse_duration(options["skew"], option="--skew"),
-        max_delay=parse_duration(options["max_delay"], option="--max-delay"),
+        margins=margins_given,
+        settle=settle,
     )
     lago = lago_settings(ctx, options["lago_api_base"], options["lago_api_key"])
     state = state_settings(ctx, options["state_database_url"], options["state_schema"], source)

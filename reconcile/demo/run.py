@@ -14,13 +14,13 @@ from reconcile import commands
 from reconcile.demo.embedded import embedded_postgres
 from reconcile.demo.factory import SpendLog, SpendLogFactory, insert_spend_logs
 from reconcile.demo.litellm_schema import create_database, ensure_template, migration_files
-from reconcile.job import JobSettings, RunSummary
 from reconcile.lago.client import LagoClient
 from reconcile.lago.emulator import LagoEmulator
 from reconcile.postgres import connect
 from reconcile.report.build import ReportSettings
 from reconcile.report.model import Report
-from reconcile.settings import ChargeBy
+from reconcile.settings import ChargeBy, JobSettings
+from reconcile.summary import RunSummary
 from reconcile.window import UTC, Window
 
 log = logging.getLogger(__name__)

@@ -214,27 +214,45 @@ class LagoClient:
             page = meta.get("next_page")
         return pages, counts, read
 
-    def send_events(self, events: Iterable[Mapping[str, Any]]) -> SendReport:
+    def send_events(
+        self,
+        events: Iterable[Mapping[str, Any]],
+        *,
+        on_batch: Callable[[SendReport], None] | None = None,
+    ) -> SendReport:
         """Deliver every event: batches of at most 100, `concurrency` requests in flight.
 
-        Events Lago already holds count as delivered. Any other refusal stops the run with
+        Events Lago already holds count as delivered. `on_batch` hears each batch's outcome as
+        it comes, also those still under way when another failed: an audit trail can record
+        what was delivered before the error propagates. Any other refusal stops the run with
         every transaction id and Lago's reason; batches already sent stay sent, and running
         again sends the rest.
         """
         report = SendReport()
+
+        def settle(future: Future[SendReport]) -> None:
+            part = future.result()
+            report.add(part)
+            if on_batch is not None:
+                on_batch(part)
+
         batches = _batched(events, self.batch_size)
         with concurrent.futures.ThreadPoolExecutor(max(self.concurrency, 1)) as pool:
-            pending: set[concurrent.futures.Future[SendReport]] = set()
+            pending: set[Future[SendReport]] = set()
             try:
                 for batch in batches:
                     pending.add(pool.submit(self._send_batch, batch))
                     if len(pending) >= 2 * self.concurrency:
-                        report.add(_first_done(pending))
+                        settle(_first_done(pending))
                 while pending:
-                    report.add(_first_done(pending))
+                    settle(_first_done(pending))
             except BaseException:
                 for future in pending:
                     future.cancel()
+                under_way = [future for future in pending if not future.cancelled()]
+                for future in concurrent.futures.as_completed(under_way):
+                    if future.exception() is None:
+                        settle(future)
                 raise
         return report
 
@@ -354,8 +372,8 @@ def _batched(events: Iterable[Mapping[str, Any]], size: int) -> Iterator[list[Ma
         yield batch
 
 
-def _first_done(pending: set[concurrent.futures.Future[SendReport]]) -> SendReport:
+def _first_done(pending: set[Future[SendReport]]) -> Future[SendReport]:
     done, _ = concurrent.futures.wait(pending, return_when=concurrent.futures.FIRST_COMPLETED)
     future = done.pop()
     pending.discard(future)
-    return future.result()
+    return future

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import decimal
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any
@@ -15,7 +14,8 @@ import pyarrow.compute as pc
 
 from reconcile.attribute import CLASS_ORDER, RowClass
 from reconcile.expected import Expected
-from reconcile.match import ROW_STATUSES, EventStatus, MatchResult, Reason, RowStatus
+from reconcile.matching import ROW_STATUSES, EventStatus, MatchResult, Reason, RowStatus
+from reconcile.money import exact, exact_sum, tidy
 from reconcile.report.model import UNATTRIBUTED, ZERO, Line, Status
 
 Key = tuple[str, str]  # (customer, period)
@@ -42,10 +42,6 @@ def periods(timezone: str, by: str) -> Periods:
         return texts.take(pc.index_in(minutes, value_set=distinct))
 
     return label
-
-
-EXACT = pa.decimal256(76, 40)
-"""Shortest double texts of costs down to 1e-23 fit exactly; sums up to 1e36 USD."""
 
 
 def _group_sums(
@@ -78,16 +74,6 @@ def _group_sums(
     ]
 
 
-def exact(amounts: pa.Array) -> pa.Array | None:
-    """Decimal texts as EXACT decimals (already decimal: as they are); None if one won't fit."""
-    if pa.types.is_decimal(amounts.type):
-        return amounts
-    try:
-        return pc.cast(amounts, EXACT)
-    except pa.ArrowInvalid:
-        return None
-
-
 def _python_sums(
     customers: pa.Array, labels: pa.Array, texts: pa.Array
 ) -> list[tuple[Key, int, Decimal]]:
@@ -97,18 +83,6 @@ def _python_sums(
     ):
         groups[(customer, period)].append(text)
     return [(key, len(values), exact_sum(values)) for key, values in groups.items()]
-
-
-def tidy(amount: Decimal) -> Decimal:
-    """Without trailing zeros or an exponent: 0.0000150000 -> 0.000015, 1E+1 -> 10."""
-    text = format(amount.normalize(), "f")
-    return Decimal(text)
-
-
-def exact_sum(texts: Iterable[str]) -> Decimal:
-    """The exact sum of decimal texts (Postgres' or Python's shortest double forms)."""
-    with decimal.localcontext(prec=100):  # costs span 1e-20 to 1e6: far below 100 digits
-        return sum(map(Decimal, texts), ZERO)
 
 
 @dataclasses.dataclass
@@ -210,9 +184,11 @@ def observe_rows(tallies: Tallies, label: Periods) -> Callable[[pa.Table], None]
         failed = (classes == CLASS_ORDER.index(RowClass.FAILED)) & finite
         failed &= pc.not_equal(cost, 0.0).to_numpy(zero_copy_only=False)
         unattributable = (classes == CLASS_ORDER.index(RowClass.UNATTRIBUTABLE)) & finite
+        negative = classes == CLASS_ORDER.index(RowClass.NEGATIVE_COST)
         for mask, count, total in (
             (failed, "failed_requests_with_spend", "failed_spend"),
             (unattributable, "unattributable_requests", "unattributable_spend"),
+            (negative, "negative_cost_requests", "negative_cost_spend"),
         ):
             tallies.chosen(ids, period, mask, count=count, total=total, texts=spend)
 
@@ -387,9 +363,11 @@ def finish(key: Key, values: Mapping[str, Any], runs: tuple[int, ...], tolerance
     lago_cost = line.matched_cost + line.unexplained_cost
     delta = line.spend - lago_cost
     percent = (delta / line.spend * 100).quantize(Decimal("0.0001")) if line.spend else None
+    # Any missing or unexplained event is an exception whatever its amount: the tolerance only
+    # absorbs the rounding of amounts.
     if line.missing_events or delta > tolerance:
         status = Status.UNDER_BILLED
-    elif delta < -tolerance:
+    elif line.unexplained_events or delta < -tolerance:
         status = Status.OVER_BILLED
     else:
         status = Status.OK

@@ -15,9 +15,10 @@ from psycopg import sql
 import reconcile
 from reconcile import queries
 from reconcile.errors import ConfigError
-from reconcile.job import DEFAULT_MAX_DELAY, DEFAULT_SKEW, JobSettings, RunSummary, read_and_match
 from reconcile.lago.client import LagoClient
 from reconcile.ledger import DEFAULT_SCHEMA
+from reconcile.margins import DEFAULT_SETTLE, Margins
+from reconcile.pipeline import read_and_match
 from reconcile.postgres import Database, connect
 from reconcile.report.aggregate import (
     Tallies,
@@ -27,9 +28,10 @@ from reconcile.report.aggregate import (
     sorted_lines,
     totals,
 )
-from reconcile.report.model import ZERO, DailySpend, Header, Report, RollupGap
-from reconcile.settings import ChargeBy
+from reconcile.report.model import ZERO, DailySpend, Header, Line, Report, RollupGap
+from reconcile.settings import ChargeBy, JobSettings
 from reconcile.spendlogs.read import open_snapshot
+from reconcile.summary import RunSummary
 from reconcile.window import UTC, Window
 
 log = logging.getLogger(__name__)
@@ -55,8 +57,8 @@ class ReportSettings:
     by: str = "day"
     customers: frozenset[str] = frozenset()
     tolerance: Decimal = Decimal("0.01")
-    skew: dt.timedelta = DEFAULT_SKEW
-    max_delay: dt.timedelta = DEFAULT_MAX_DELAY
+    margins: Margins = dataclasses.field(default_factory=Margins)
+    settle: dt.timedelta = DEFAULT_SETTLE
 
 
 def time_zone(name: str) -> zoneinfo.ZoneInfo:
@@ -95,6 +97,7 @@ def build_report(
     now: dt.datetime | None = None,
 ) -> Report:
     """The report of `settings.window`; reads the spend logs, Lago and the ledger, sends nothing."""
+    now = now or dt.datetime.now(UTC)
     zone = time_zone(settings.timezone)
     label = periods(settings.timezone, settings.by)
     notes: list[str] = []
@@ -110,13 +113,13 @@ def build_report(
             window=part,
             charge_by=settings.charge_by,
             code=settings.code,
-            skew=settings.skew,
-            max_delay=settings.max_delay,
+            margins=settings.margins,
+            settle=settings.settle,
             customers=settings.customers,
             dry_run=True,
         )
         expected, result = read_and_match(
-            database, client, job, observe=observe_rows(day_tallies, label)
+            database, client, job, now=now, observe=observe_rows(day_tallies, label)
         )
         add_matches(
             day_tallies, expected, result, label, backfilled=backfilled, finalized=in_finalized
@@ -138,7 +141,7 @@ def build_report(
         by=settings.by,
         charge_by=settings.charge_by.value,
         code=settings.code,
-        generated_at=(now or dt.datetime.now(UTC)).astimezone(UTC).replace(microsecond=0),
+        generated_at=now.astimezone(UTC).replace(microsecond=0),
         version=reconcile.__version__,
         source=str(database),
         lago=client.base_url,
@@ -146,7 +149,20 @@ def build_report(
         tolerance=settings.tolerance,
     )
     gaps = rollup_gaps(database, settings, notes)
-    return Report(header, lines, totals(lines, settings.tolerance), daily, gaps, notes)
+    summed = totals(lines, settings.tolerance)
+    notes += negative_cost_notes(summed)
+    return Report(header, lines, summed, daily, gaps, notes)
+
+
+def negative_cost_notes(summed: Line) -> list[str]:
+    """A warning when LiteLLM recorded negative costs, which reconcile never sends."""
+    if not summed.negative_cost_requests:
+        return []
+    return [
+        f"{summed.negative_cost_requests:,} succeeded request(s) have a negative cost "
+        f"({summed.negative_cost_spend} USD in all): never sent to Lago, as a credit nobody "
+        "asked for; check LiteLLM's price for their models"
+    ]
 
 
 def _backfilled(
@@ -267,4 +283,5 @@ def run_report(summary: RunSummary, *, source: str, lago: str) -> Report:
         customers=tuple(sorted(settings.customers)),
         tolerance=settings.tolerance,
     )
-    return Report(header, lines, totals(lines, settings.tolerance), [], [])
+    summed = totals(lines, settings.tolerance)
+    return Report(header, lines, summed, [], [], negative_cost_notes(summed))

@@ -133,8 +133,8 @@ def customer_counts(report: Report) -> dict[Status, int]:
 
 
 def not_billable_spend(line: Line) -> Decimal:
-    """Spend LiteLLM recorded that no one bills: no charge-by id, or a failed request."""
-    return line.unattributable_spend + line.failed_spend
+    """Spend LiteLLM recorded that no one bills: no charge-by id, a failure, a negative cost."""
+    return line.unattributable_spend + line.failed_spend + line.negative_cost_spend
 
 
 def lost_spend_total(report: Report) -> Decimal:

@@ -18,9 +18,9 @@ class Status(enum.StrEnum):
 
     OK = "ok"
     UNDER_BILLED = "under-billed"
-    """LiteLLM recorded more than Lago holds, or events are missing."""
+    """Events are missing, or LiteLLM recorded more than Lago holds beyond the tolerance."""
     OVER_BILLED = "over-billed"
-    """Lago holds more than LiteLLM recorded."""
+    """Lago holds unexplained events, or more than LiteLLM recorded beyond the tolerance."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,6 +61,8 @@ class Line:
     unattributable_spend: Decimal = ZERO
     failed_requests_with_spend: int = 0
     failed_spend: Decimal = ZERO
+    negative_cost_requests: int = 0  # succeeded with a cost below zero: never sent as a credit
+    negative_cost_spend: Decimal = ZERO
     # Comparison
     lago_cost: Decimal = ZERO  # matched + unexplained: everything Lago holds
     delta: Decimal = ZERO  # spend - lago_cost: > 0 under-billed, < 0 over-billed
@@ -130,7 +132,7 @@ class Report:
 
     @property
     def failed_check(self) -> bool:
-        """What `--check` alerts on: any line beyond the tolerance, or with missing events."""
+        """What `--check` alerts on: missing or unexplained events, or a delta past tolerance."""
         return bool(self.exceptions)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import logging
 from collections.abc import Iterator
 
@@ -16,12 +17,11 @@ from psycopg import sql as pgsql
 from reconcile import queries
 from reconcile.errors import ConfigError, ReconcileError, SourceError, SourceUnavailable
 from reconcile.postgres import Database, connect
-from reconcile.settings import ChargeBy
+from reconcile.settings import DEFAULT_CHUNK_ROWS, ChargeBy
 from reconcile.window import Window
 
 log = logging.getLogger(__name__)
 
-DEFAULT_CHUNK_ROWS = 20_000
 
 #: One row of the window, as `sql/spend_logs_window.sql` selects it.
 SPEND_ROW_SCHEMA = pa.schema(
@@ -39,6 +39,7 @@ SPEND_ROW_SCHEMA = pa.schema(
         ("prompt_tokens", pa.int64()),
         ("completion_tokens", pa.int64()),
         ("total_tokens", pa.int64()),
+        ("custom_llm_provider", pa.string()),
     ]
 )
 
@@ -53,7 +54,14 @@ REQUIRED_COLUMNS = (
     "total_tokens",
     "metadata",
 )
-OPTIONAL_COLUMNS = {"status": "text", "litellm_call_id": "text", "created_at": "timestamp"}
+OPTIONAL_COLUMNS = {
+    "status": "text",
+    "litellm_call_id": "text",
+    "created_at": "timestamp",
+    "custom_llm_provider": "text",
+}
+#: "No lower bound on endTime": before any row LiteLLM ever wrote.
+DISTANT_PAST = dt.datetime(1970, 1, 1)
 
 # One thread: chunks are small, and the other core is busy producing them in Postgres.
 _CSV_READ = pacsv.ReadOptions(column_names=SPEND_ROW_SCHEMA.names, use_threads=False)
@@ -100,9 +108,17 @@ def spend_log_columns(connection: psycopg.Connection, database: Database) -> fro
 
 
 def window_query(
-    connection: psycopg.Connection, columns: frozenset[str], charge_by: ChargeBy, window: Window
+    connection: psycopg.Connection,
+    columns: frozenset[str],
+    charge_by: ChargeBy,
+    window: Window,
+    *,
+    ended_since: dt.datetime | None = None,
 ) -> str:
-    """`sql/spend_logs_window.sql` with its placeholders filled, ready for COPY."""
+    """`sql/spend_logs_window.sql` with its placeholders filled, ready for COPY.
+
+    `ended_since` (aware UTC) keeps only the rows whose "endTime" is not before it.
+    """
     missing = [name for name in (*REQUIRED_COLUMNS, charge_by.column) if name not in columns]
     if missing:
         raise ConfigError(
@@ -117,8 +133,9 @@ def window_query(
     template = pgsql.SQL(queries.load("spend_logs_window.sql"))
     query = template.format(charge_by=pgsql.Identifier(charge_by.column), **optional)
     # COPY takes no server-side parameters: bind the window edges on the client, safely quoted.
+    ended = ended_since.astimezone(dt.UTC).replace(tzinfo=None) if ended_since else DISTANT_PAST
     return psycopg.ClientCursor(connection).mogrify(
-        query, {"since": window.naive_since, "until": window.naive_until}
+        query, {"since": window.naive_since, "until": window.naive_until, "ended_since": ended}
     )
 
 
@@ -129,14 +146,15 @@ def read_window(
     window: Window,
     *,
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    ended_since: dt.datetime | None = None,
 ) -> Iterator[pa.Table]:
     """Yield the window's rows in chunks of about `chunk_rows`, in `"startTime"` order.
 
     A chunk never splits one `"startTime"` millisecond: rows that share it (and so may share
-    a transaction id's inputs) always arrive together.
+    a transaction id's inputs) always arrive together. `ended_since`: see `window_query`.
     """
     columns = spend_log_columns(connection, database)
-    query = window_query(connection, columns, charge_by, window)
+    query = window_query(connection, columns, charge_by, window, ended_since=ended_since)
     pending: pa.Table | None = None
     for data, rows in _copy_out(connection, f"COPY ({query}) TO STDOUT (FORMAT csv)", chunk_rows):
         if pending is None:

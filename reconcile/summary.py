@@ -1,0 +1,88 @@
+"""What a run found and did: the plan it showed, and the summary the ledger and stderr keep."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from decimal import Decimal
+from typing import Any
+
+import pandas as pd
+
+from reconcile.attribute import Tally
+from reconcile.money import ZERO
+from reconcile.report.model import Line
+from reconcile.settings import JobSettings
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """The backfill about to happen: for a confirmation prompt and the dry-run listing."""
+
+    events: list[dict[str, Any]]
+    spend: Decimal
+    by_customer: pd.DataFrame  # subscription, events, spend
+
+
+@dataclasses.dataclass
+class RunSummary:
+    """What a run found and did; `counts()` is what the ledger keeps. Money: exact USD."""
+
+    run_id: int | None
+    settings: JobSettings
+    tally: Tally
+    expected: int = 0
+    listed: int = 0
+    matched_by_id: int = 0
+    matched_by_fingerprint: int = 0
+    missing: int = 0
+    missing_spend: Decimal = ZERO
+    too_recent: int = 0
+    """Missing rows held back: their callback events may still arrive (endTime + max delay is
+    after now - settle)."""
+    too_recent_spend: Decimal = ZERO
+    sent: int = 0
+    sent_spend: Decimal = ZERO
+    already_in_lago: int = 0
+    unsent: int = 0
+    before_this_month: int = 0
+    unexplained: dict[str, tuple[int, Decimal]] = dataclasses.field(default_factory=dict)
+    lago_requests: int = 0
+    seconds: dict[str, float] = dataclasses.field(default_factory=dict)
+    plan: Plan | None = None
+    lines: list[Line] = dataclasses.field(default_factory=list)
+    """Per customer and UTC day, as `reconcile report` shows them, after this run's sending."""
+    covered_until: dt.datetime | None = None
+    """For a nightly run that left nothing behind: where the next one may start from."""
+
+    @property
+    def held_back(self) -> int:
+        """Missing events left unsent for any reason but being too recent."""
+        return self.unsent - self.too_recent
+
+    def counts(self) -> dict[str, Any]:
+        """The summary as the ledger's `counts` JSON (money as exact decimal strings)."""
+        return {
+            "rows": {
+                member.value: {"rows": part.rows, "spend": str(part.spend)}
+                for member, part in self.tally.by_class.items()
+            },
+            "expected": self.expected,
+            "listed": self.listed,
+            "matched_by_id": self.matched_by_id,
+            "matched_by_fingerprint": self.matched_by_fingerprint,
+            "missing": self.missing,
+            "missing_spend": str(self.missing_spend),
+            "too_recent": self.too_recent,
+            "too_recent_spend": str(self.too_recent_spend),
+            "sent": self.sent,
+            "sent_spend": str(self.sent_spend),
+            "already_in_lago": self.already_in_lago,
+            "unsent": self.unsent,
+            "unexplained": {
+                reason: {"events": count, "cost": str(cost)}
+                for reason, (count, cost) in self.unexplained.items()
+            },
+            "lago_requests": self.lago_requests,
+            "seconds": self.seconds,
+        }
