@@ -10,12 +10,14 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pandas as pd
 import pytest
 
 from reconcile.errors import ConfigError, LagoError, LagoRejected, LagoUnavailable
 from reconcile.lago.answers import normalize_base_url
 from reconcile.lago.client import LagoClient
 from reconcile.lago.emulator import LagoEmulator
+from reconcile.lago.events import arrow_page, frame
 from reconcile.lago.retry import RetryPolicy
 from reconcile.window import UTC, Window
 
@@ -176,7 +178,7 @@ def test_a_wrong_base_url_is_a_configuration_error(postgres_lago: LagoEmulator) 
         LagoClient(postgres_lago.url + "/lago", KEY) as client,
         pytest.raises(ConfigError) as raised,
     ):
-        list(client.list_events("tokens", DAY))
+        listed(client)
     assert "check LAGO_API_BASE" in str(raised.value)
 
 
@@ -321,14 +323,11 @@ def test_listing_pages_through_a_window_and_its_slices(
     events += [event(10_000 + hour, seconds=MIDNIGHT + 3600 * hour) for hour in range(25)]
     with client_for(lago, fake_time, per_page=50) as client:
         client.send_events(events)
-        listed = list(client.list_events("tokens", DAY))
-    assert sorted(item.transaction_id for item in listed) == sorted(
-        item["transaction_id"] for item in events
-    )
-    first = next(item for item in listed if item.transaction_id == events[0]["transaction_id"])
-    assert first.timestamp == dt.datetime(2026, 11, 1, tzinfo=UTC)
-    assert first.external_subscription_id == "cust_0"
-    assert first.code == "tokens"
+        found = listed(client)
+    assert sorted(found["transaction_id"]) == sorted(item["transaction_id"] for item in events)
+    first = found[found["transaction_id"] == events[0]["transaction_id"]].iloc[0]
+    assert first["timestamp_ms"] == dt.datetime(2026, 11, 1, tzinfo=UTC).timestamp() * 1000
+    assert first["subscription"] == "cust_0"
 
 
 def test_listing_is_right_when_lago_caps_per_page(
@@ -337,8 +336,8 @@ def test_listing_is_right_when_lago_caps_per_page(
     postgres_lago.faults.per_page_cap(13)
     with client_for(postgres_lago, fake_time, per_page=1000) as client:
         client.send_events(event(index) for index in range(300))
-        listed = list(client.list_events("tokens", DAY))
-    assert len({item.transaction_id for item in listed}) == len(listed) == 300
+        found = listed(client)
+    assert found["transaction_id"].nunique() == len(found) == 300
 
 
 def test_listing_filters_by_subscription_and_code(
@@ -347,8 +346,8 @@ def test_listing_filters_by_subscription_and_code(
     others = [{**event(1000 + index), "code": "other"} for index in range(5)]
     with client_for(postgres_lago, fake_time) as client:
         client.send_events([*(event(index) for index in range(30)), *others])
-        listed = list(client.list_events("tokens", DAY, subscription="cust_1"))
-    assert sorted(item.transaction_id for item in listed) == sorted(
+        found = listed(client, subscription="cust_1")
+    assert sorted(found["transaction_id"]) == sorted(
         event(index)["transaction_id"] for index in range(30) if index % 3 == 1
     )
 
@@ -368,8 +367,8 @@ def test_a_listing_that_changes_underway_is_read_again(
         postgres_lago, fake_time, per_page=10, transport=CountingTransport(sneak_in)
     ) as client:
         client.send_events(event(index) for index in range(50))
-        listed = list(client.list_events("tokens", DAY))
-    assert sorted(item.transaction_id for item in listed) == sorted(
+        found = listed(client)
+    assert sorted(found["transaction_id"]) == sorted(
         [*(event(index)["transaction_id"] for index in range(50)), event(5000)["transaction_id"]]
     )
 
@@ -389,7 +388,7 @@ def test_a_window_that_never_settles_is_refused(
     ) as client:
         client.send_events(event(index) for index in range(50))
         with pytest.raises(LagoError, match="list only windows that are closed"):
-            list(client.list_events("tokens", DAY))
+            listed(client)
 
 
 def test_the_api_key_stays_out_of_logs(
@@ -399,10 +398,15 @@ def test_the_api_key_stays_out_of_logs(
     postgres_lago.faults.server_error(1)
     with client_for(postgres_lago, fake_time) as client:
         client.send_events([event(1)])
-        list(client.list_events("tokens", DAY))
+        listed(client)
     assert caplog.records
     assert KEY not in caplog.text
     assert KEY not in repr(client)
+
+
+def listed(client: LagoClient, *, subscription: str | None = None) -> pd.DataFrame:
+    """The day's events of code "tokens", as the matcher reads them."""
+    return frame(client.list_slices("tokens", DAY, arrow_page, subscription=subscription))
 
 
 @pytest.fixture(scope="module")

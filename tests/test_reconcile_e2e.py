@@ -312,7 +312,8 @@ def test_a_second_run_at_once_is_refused(day: tuple[Database, list[SpendLog]]) -
     database, _ = day
     with LagoEmulator(api_key=KEY) as lago, connect(database, autocommit=True) as other:
         other.execute(
-            "SELECT pg_advisory_lock(%s)", (lock_key(server_identity(database), CODE, "end_user_id"),)
+            "SELECT pg_advisory_lock(%s)",
+            (lock_key(server_identity(database), CODE, "end_user_id"),),
         )
         with pytest.raises(RunLocked, match="another reconcile run holds the lock"):
             backfill(database, lago)

@@ -33,7 +33,7 @@ from reconcile.lago.answers import (
     raise_for_status,
     rejection,
 )
-from reconcile.lago.events import LagoEvent, PageParser, Slice, T, json_page, parse_event
+from reconcile.lago.events import PageParser, Slice, T
 from reconcile.lago.retry import RETRYABLE_STATUSES, RetryPolicy
 from reconcile.window import Window, format_instant
 
@@ -98,26 +98,6 @@ class LagoClient:
     def close(self) -> None:
         """Close the pooled connections."""
         self._http.close()
-
-    def list_events(
-        self, code: str, window: Window, *, subscription: str | None = None
-    ) -> Iterator[LagoEvent]:
-        """Every event of `code` with a timestamp in [since, until] (both included), typed."""
-        return map(parse_event, self.list_event_objects(code, window, subscription=subscription))
-
-    def list_event_objects(
-        self, code: str, window: Window, *, subscription: str | None = None
-    ) -> Iterator[dict[str, Any]]:
-        """Every event of `code` with a timestamp in [since, until], as Lago's JSON objects."""
-        previous_edge: set[tuple[Any, ...]] = set()
-        for part in self.list_slices(code, window, json_page, subscription=subscription):
-            first, last = _lago_time(part.start), _lago_time(part.end)
-            events = [event for page in part.pages for event in page]
-            for event in events:
-                if event.get("timestamp") == first and _identity(event) in previous_edge:
-                    continue  # the slices share their edge instant: seen in the last one
-                yield event
-            previous_edge = {_identity(event) for event in events if event.get("timestamp") == last}
 
     def list_slices(
         self,
@@ -347,23 +327,6 @@ class LagoClient:
                 report.retries += 1
             self._sleep(wait)
         raise AssertionError("unreachable")  # pragma: no cover
-
-
-def _lago_time(instant: dt.datetime) -> str:
-    """An instant as Lago prints event timestamps: 2026-11-01T00:00:00.000Z."""
-    return (
-        instant.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.")
-        + f"{instant.microsecond // 1000:03d}Z"
-    )
-
-
-def _identity(event: Mapping[str, Any]) -> tuple[Any, ...]:
-    """What tells two listed events apart (ClickHouse may list copies of one id)."""
-    return (
-        event.get("transaction_id"),
-        event.get("external_subscription_id"),
-        event.get("lago_id"),
-    )
 
 
 def _batched(events: Iterable[Mapping[str, Any]], size: int) -> Iterator[list[Mapping[str, Any]]]:
