@@ -6,6 +6,7 @@ import click
 
 from reconcile import commands, render
 from reconcile.cli.options import (
+    CHUNK_ROWS_OPTION,
     EXIT_CODES_HELP,
     open_output,
     settings,
@@ -13,7 +14,6 @@ from reconcile.cli.options import (
     window,
     window_options,
 )
-from reconcile.settings import DEFAULT_CHUNK_ROWS
 
 
 @click.command(epilog=EXIT_CODES_HELP)
@@ -33,13 +33,7 @@ from reconcile.settings import DEFAULT_CHUNK_ROWS
     metavar="FILE",
     help="Write here instead of stdout (written whole or not at all).",
 )
-@click.option(
-    "--chunk-rows",
-    type=click.IntRange(min=100),
-    default=DEFAULT_CHUNK_ROWS,
-    show_default=True,
-    help="Rows read per chunk: bounds memory, whatever the window's size.",
-)
+@CHUNK_ROWS_OPTION
 @source_options
 @click.pass_context
 def events(

@@ -21,7 +21,13 @@ from reconcile.lago.answers import normalize_base_url
 from reconcile.ledger import DEFAULT_SCHEMA
 from reconcile.margins import Margins
 from reconcile.postgres import Database, parse_database_url
-from reconcile.settings import DEFAULT_CHARGE_BY, ChargeBy, parse_charge_by, parse_event_code
+from reconcile.settings import (
+    DEFAULT_CHARGE_BY,
+    DEFAULT_CHUNK_ROWS,
+    ChargeBy,
+    parse_charge_by,
+    parse_event_code,
+)
 from reconcile.summary import Plan
 from reconcile.window import Window, parse_instant
 
@@ -54,6 +60,15 @@ CUSTOMER_OPTION = click.option(
     multiple=True,
     metavar="ID",
     help="Only this charge-by id (repeat the option for several).",
+)
+
+CHUNK_ROWS_OPTION = click.option(
+    "--chunk-rows",
+    type=click.IntRange(min=1),
+    default=DEFAULT_CHUNK_ROWS,
+    show_default=True,
+    metavar="N",
+    help="Spend-log rows read per chunk: bounds memory, whatever the window's size.",
 )
 
 DEBUG_OPTION = click.option(

@@ -12,6 +12,7 @@ import click
 
 from reconcile import commands, render
 from reconcile.cli.options import (
+    CHUNK_ROWS_OPTION,
     CUSTOMER_OPTION,
     DEBUG_OPTION,
     EXIT_CODES_HELP,
@@ -52,6 +53,7 @@ class _Common:
     max_delay: str
     longest_request: str
     settle: str
+    chunk_rows: int
     lago_api_base: str | None
     lago_api_key: str | None
     state_database_url: str | None
@@ -89,7 +91,9 @@ def _common_options(function: F) -> F:
     ]
     for option in reversed(options):
         function = option(function)
-    return matching_options(lago_options(state_options(source_options(function))))
+    return matching_options(
+        lago_options(state_options(source_options(CHUNK_ROWS_OPTION(function))))
+    )
 
 
 @click.command(epilog=EXIT_CODES_HELP)
@@ -229,6 +233,7 @@ def _job(
         settle=settle,
         dry_run=common.dry_run,
         max_events=common.max_events,
+        chunk_rows=common.chunk_rows,
     )
 
 

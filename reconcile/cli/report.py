@@ -10,6 +10,7 @@ import click
 
 from reconcile import commands
 from reconcile.cli.options import (
+    CHUNK_ROWS_OPTION,
     CUSTOMER_OPTION,
     lago_options,
     lago_settings,
@@ -90,6 +91,7 @@ Exit codes:
 @lago_options
 @state_options
 @source_options
+@CHUNK_ROWS_OPTION
 @click.pass_context
 def report(
     ctx: click.Context,
@@ -141,6 +143,7 @@ def report(
         tolerance=parse_tolerance(tolerance),
         margins=margins_given,
         settle=settle,
+        chunk_rows=options["chunk_rows"],
     )
     lago = lago_settings(ctx, options["lago_api_base"], options["lago_api_key"])
     state = state_settings(ctx, options["state_database_url"], options["state_schema"], source)
