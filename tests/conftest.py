@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from reconcile.demo.embedded import any_postgres
 from reconcile.demo.factory import SpendLog, SpendLogFactory, insert_spend_logs
@@ -16,6 +17,12 @@ from reconcile.demo.litellm_schema import create_database, drop_database, ensure
 from reconcile.postgres import Database, connect
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
+
+# Property tests: about 100 examples each locally, 500 in CI (HYPOTHESIS_PROFILE=ci); no
+# deadline, since this machine is shared and timings are noisy.
+settings.register_profile("default", max_examples=100, deadline=None)
+settings.register_profile("ci", max_examples=500, deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from lago_openapi import errors as openapi_errors
 
@@ -80,7 +80,6 @@ def test_timestamps_are_exact_decimal_seconds(milliseconds: int, text: str) -> N
     assert Decimal(text) == Decimal(milliseconds) / 1000
 
 
-@settings(max_examples=300)
 @given(values=st.lists(st.text(), min_size=1, max_size=20))
 def test_escaped_strings_round_trip_through_json(values: list[str]) -> None:
     escaped = json_escaped(pa.array(values, pa.string())).to_pylist()
@@ -185,7 +184,6 @@ def test_no_rows_no_events() -> None:
     assert json_lines(events).to_pylist() == []
 
 
-@settings(max_examples=200, deadline=None)
 @given(costs=st.lists(st.floats(allow_nan=False, allow_infinity=False), min_size=1, max_size=30))
 def test_any_finite_cost_survives_the_trip_into_the_event(costs: list[float]) -> None:
     texts = [repr(cost) for cost in costs]  # the same shortest-digits style Postgres prints

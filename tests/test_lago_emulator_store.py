@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from reconcile.lago import emulator_store
@@ -542,7 +542,6 @@ operation = st.one_of(
 )  # fmt: skip
 
 
-@settings(max_examples=300, deadline=None)
 @given(
     kind=st.sampled_from(list(Store)),
     legacy=st.booleans(),
@@ -661,7 +660,6 @@ def without_ids(store: EventStore) -> list[dict[str, Any]]:
     return [{**shown, "lago_id": None} for shown in store.stored_events()]
 
 
-@settings(max_examples=200, deadline=None)
 @given(
     kind=st.sampled_from(list(Store)),
     events=st.lists(
@@ -729,7 +727,6 @@ def test_preload_stamps_reception_time() -> None:
     assert c["created_at"] == b["created_at"]  # one time for all when none is given
 
 
-@settings(max_examples=500)
 @given(
     st.one_of(
         st.from_regex(r"\d{1,17}(\.\d{0,9})?", fullmatch=True),

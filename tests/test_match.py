@@ -5,7 +5,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from reconcile.matching import EventStatus, MatchSettings, RowStatus, match
@@ -208,70 +208,6 @@ def test_closest_in_time_wins_among_many_identical_requests() -> None:
     assert list(result.events["row"]) == [4, 1, 3]
 
 
-# Exactly once across windows: whatever the delays and identical requests, after the runs of two
-# adjacent windows (each backfilling its missing rows) every request is billed exactly once.
-fingerprints = st.sampled_from(
-    [(100, 20, 0.000027), (100, 20, 0.000027), (5, 0, 0.0000001), (1000, 400, 0.0042)]
-)
-requests = st.lists(
-    st.tuples(st.integers(0, 2 * 3600 * SECOND - 1), st.integers(0, 5 * MINUTE), fingerprints, st.booleans(),
-              st.integers(0, 15 * MINUTE), st.sampled_from(["cust_a", "cust_b"])),
-    max_size=40,
-)  # fmt: skip
-
-
-@settings(max_examples=300, deadline=None)
-@given(requests=requests)
-def test_adjacent_windows_bill_every_request_exactly_once(requests: list[tuple[Any, ...]]) -> None:
-    window = 3600 * SECOND
-    margin = SETTINGS.skew_ms + SETTINGS.max_delay_ms
-    all_rows = pd.DataFrame(
-        [
-            {"transaction_id": f"rc1-{index}", "request_id": f"req-{index:04d}", "start_ms": start,
-             "end_ms": start + duration, "prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c,
-             "cost": cost, "subscription": sub, "model": "m"}
-            for index, (start, duration, (p, c, cost), _, _, sub) in enumerate(requests)
-        ],
-        columns=["transaction_id", "request_id", "start_ms", "end_ms", *("prompt_tokens", "completion_tokens", "total_tokens"), "cost", "subscription", "model"],
-    )  # fmt: skip
-    callback = [
-        {"transaction_id": f"uuid-{index}", "timestamp_ms": start + duration + delay, "prompt_tokens": p,
-         "completion_tokens": c, "total_tokens": p + c, "cost": cost, "subscription": sub, "model": "m"}
-        for index, (start, duration, (p, c, cost), sent, delay, sub) in enumerate(requests)
-        if sent
-    ]  # fmt: skip
-    lago: list[dict[str, Any]] = list(callback)
-    for since in (0, window):
-        until = since + window
-        rows = all_rows[
-            (all_rows["start_ms"] >= since - margin) & (all_rows["start_ms"] < until + margin)
-        ]
-        rows = rows.assign(
-            in_window=(rows["start_ms"] >= since) & (rows["start_ms"] < until)
-        ).reset_index(drop=True)
-        listed = [
-            event
-            for event in lago
-            if since - SETTINGS.skew_ms <= event["timestamp_ms"] <= until + SETTINGS.max_delay_ms
-        ]
-        events = events_frame(*listed) if listed else events_frame().iloc[0:0]
-        result = match(rows.drop(columns="start_ms"), events.reset_index(drop=True),
-                       MatchSettings(since, until, SETTINGS.skew_ms, SETTINGS.max_delay_ms))  # fmt: skip
-        for _, missing in result.missing.iterrows():
-            lago.append({"transaction_id": missing["transaction_id"], "timestamp_ms": missing["end_ms"],
-                         **{key: missing[key] for key in ("prompt_tokens", "completion_tokens", "total_tokens", "cost", "subscription", "model")}})  # fmt: skip
-    # Billing sees interchangeable requests by fingerprint: per fingerprint, as many events as rows.
-    key = ["subscription", "prompt_tokens", "completion_tokens", "cost"]
-    billed = (
-        pd.DataFrame(lago, columns=[*key, "transaction_id"]).groupby(key).size()
-        if lago
-        else pd.Series(dtype=int)
-    )
-    wanted = all_rows.groupby(key).size() if len(all_rows) else pd.Series(dtype=int)
-    assert billed.sort_index().to_dict() == wanted.sort_index().to_dict()
-    assert len({event["transaction_id"] for event in lago}) == len(lago)
-
-
 def test_a_busy_hour_matches_every_callback_event() -> None:
     """200,000 rows, 98% with a callback event, many of them alike (the benchmark times 1M)."""
     count = 200_000
@@ -314,7 +250,6 @@ def maximum_matching(edges: dict[int, list[int]]) -> int:
     return sum(augment(event, set()) for event in edges)
 
 
-@settings(max_examples=500, deadline=None)
 @given(
     ends=st.lists(st.integers(0, 40 * MINUTE), min_size=1, max_size=12),
     times=st.lists(st.integers(-5 * MINUTE, 45 * MINUTE), max_size=12),

@@ -5,7 +5,7 @@ import string
 
 import pyarrow as pa
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from reconcile.postgres import Database, connect
@@ -121,7 +121,6 @@ rows_strategy = st.lists(
 )
 
 
-@settings(max_examples=300, deadline=None)
 @given(rows=rows_strategy, code=st.text(string.ascii_letters + "_", min_size=1, max_size=12))
 def test_vectorised_ids_are_unique_and_match_the_reference(
     rows: list[tuple[str, str | None, int, int | None]], code: str
@@ -140,7 +139,6 @@ def test_vectorised_ids_are_unique_and_match_the_reference(
         assert (used == IdBasis.REQUEST_ID) == (call_id is None)
 
 
-@settings(max_examples=200, deadline=None)
 @given(rows=rows_strategy, late=st.tuples(request_ids, call_ids, st.integers(0, 3)))
 def test_a_row_that_arrives_later_never_changes_an_earlier_rows_id(
     rows: list[tuple[str, str | None, int, int | None]], late: tuple[str, str | None, int]

@@ -15,7 +15,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from reconcile.matching.models import callback_models
+from reconcile.matching.models import model_keys
 from reconcile.matching.types import MatchSettings
 
 TOKENS = ("prompt_tokens", "completion_tokens", "total_tokens")
@@ -65,10 +65,10 @@ def read_sides(
     _require(rows, ROW_COLUMNS, "rows")
     _require(events, EVENT_COLUMNS, "events")
     row_ids = text(rows["transaction_id"])
-    providers = rows.get("custom_llm_provider")
+    providers = _providers(rows.get("custom_llm_provider"))
     subscriptions = shared_codes(rows["subscription"], events["subscription"])
     models = shared_codes(
-        rows["model"], events["model"], rewrite=callback_models, providers=providers
+        rows["model"], events["model"], rewrite=lambda names: model_keys(names, providers)
     )
     costs = [numbers(rows["cost"]), numbers(events["cost"])]
     clusters, loose = cost_clusters(costs, settings.cost_tolerance)
@@ -139,32 +139,30 @@ def _integers(values: np.ndarray) -> np.ndarray:
     return np.where(np.isfinite(values), np.rint(values), 0).astype(np.int64)
 
 
+def _providers(column: pd.Series | None) -> frozenset[str]:
+    """The providers LiteLLM logged for the rows (custom_llm_provider), '' and nulls left out."""
+    if column is None:
+        return frozenset()
+    distinct, _ = _dictionary(column)
+    return frozenset(name for name in distinct.to_pylist() if name)
+
+
 def shared_codes(
     left: pd.Series,
     right: pd.Series,
     *,
-    rewrite: Callable[[pa.Array, pa.Array | None], pa.Array] | None = None,
-    providers: pd.Series | None = None,
+    rewrite: Callable[[pa.Array], pa.Array] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """int64 codes of two text columns, equal for equal texts; -1 for null or ''.
 
-    `rewrite(texts, providers)` maps each side's texts before they are compared (the left
-    side's with its rows' `providers`, if given; the right side's with None); it only ever
-    sees distinct values.
+    `rewrite` maps both sides' texts before they are compared; it only sees distinct values.
     """
     parts = []
-    for side, column in enumerate((left, right)):
+    for column in (left, right):
         distinct, indices = _dictionary(column)
-        if rewrite is not None and side == 0 and providers is not None:
-            given, provider = _dictionary(providers)
-            pairs, indices = np.unique(
-                indices * (len(given) + 1) + provider + 1, return_inverse=True
-            )
-            model_of, provider_of = np.divmod(pairs, len(given) + 1)
-            distinct = rewrite(_take(distinct, model_of), _take(given, provider_of - 1))
-        elif rewrite is not None:
-            distinct = rewrite(distinct, None)
-        parts.append((pc.cast(distinct, pa.large_string()), np.asarray(indices, np.int64)))
+        if rewrite is not None:
+            distinct = rewrite(distinct)
+        parts.append((pc.cast(distinct, pa.large_string()), indices))
     both = pa.concat_arrays([part[0] for part in parts])  # the distinct values only: small
     both = pc.if_else(pc.equal(both, ""), pa.scalar(None, pa.large_string()), both)
     codes = _indices(pc.dictionary_encode(both))
@@ -181,11 +179,6 @@ def _dictionary(column: pd.Series) -> tuple[pa.Array, np.ndarray]:
         return (distinct if distinct is not None else pa.array([], pa.large_string())), codes
     encoded = pc.dictionary_encode(text(column))
     return encoded.dictionary, _indices(encoded)
-
-
-def _take(values: pa.Array, positions: np.ndarray) -> pa.Array:
-    """values[positions], null where a position is -1."""
-    return pc.take(values, pa.array(positions, pa.int64(), mask=positions < 0))
 
 
 def _indices(encoded: pa.DictionaryArray) -> np.ndarray:

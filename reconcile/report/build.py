@@ -29,7 +29,7 @@ from reconcile.report.aggregate import (
     totals,
 )
 from reconcile.report.model import ZERO, DailySpend, Header, Line, Report, RollupGap
-from reconcile.settings import ChargeBy, JobSettings
+from reconcile.settings import DEFAULT_CHUNK_ROWS, ChargeBy, JobSettings
 from reconcile.spendlogs.read import open_snapshot
 from reconcile.summary import RunSummary
 from reconcile.window import UTC, Window
@@ -59,6 +59,7 @@ class ReportSettings:
     tolerance: Decimal = Decimal("0.01")
     margins: Margins = dataclasses.field(default_factory=Margins)
     settle: dt.timedelta = DEFAULT_SETTLE
+    chunk_rows: int = DEFAULT_CHUNK_ROWS
 
 
 def time_zone(name: str) -> zoneinfo.ZoneInfo:
@@ -117,6 +118,7 @@ def build_report(
             settle=settings.settle,
             customers=settings.customers,
             dry_run=True,
+            chunk_rows=settings.chunk_rows,
         )
         expected, result = read_and_match(
             database, client, job, now=now, observe=observe_rows(day_tallies, label)
