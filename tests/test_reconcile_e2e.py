@@ -23,13 +23,12 @@ from reconcile import commands
 from reconcile.demo.factory import SpendLog, SpendLogFactory
 from reconcile.demo.litellm_schema import psql_command
 from reconcile.errors import ConfigError, LagoUnavailable, RunLocked
-from reconcile.job import JobSettings
 from reconcile.lago.client import LagoClient
 from reconcile.lago.emulator import LagoEmulator
 from reconcile.lago.retry import RetryPolicy
 from reconcile.ledger import lock_key
 from reconcile.postgres import Database, connect, server_identity
-from reconcile.settings import ChargeBy
+from reconcile.settings import DEFAULT_CHUNK_ROWS, ChargeBy, JobSettings
 from reconcile.window import UTC, Window
 
 KEY = "e2e-key"
@@ -114,9 +113,28 @@ def lago(request: pytest.FixtureRequest) -> Iterator[LagoEmulator]:
         yield emulator
 
 
+#: Rows per read chunk in this module's runs: every test runs at the default and at 1 and 2.
+CHUNK_ROWS = DEFAULT_CHUNK_ROWS
+
+
+@pytest.fixture(
+    autouse=True, params=[DEFAULT_CHUNK_ROWS, 1, 2], ids=lambda rows: f"chunks-of-{rows}"
+)
+def chunk_rows(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> int:
+    """A path that only works on one read chunk cannot pass: each test runs at three sizes."""
+    monkeypatch.setattr(sys.modules[__name__], "CHUNK_ROWS", request.param)
+    return request.param  # type: ignore[no-any-return]
+
+
 def job(**changes: Any) -> JobSettings:
     return dataclasses.replace(
-        JobSettings(mode="backfill", window=WHOLE_DAY, charge_by=ChargeBy.END_USER_ID, code=CODE),
+        JobSettings(
+            mode="backfill",
+            window=WHOLE_DAY,
+            charge_by=ChargeBy.END_USER_ID,
+            code=CODE,
+            chunk_rows=CHUNK_ROWS,
+        ),
         **changes,
     )
 
@@ -272,6 +290,7 @@ class _HookedTransport(httpx.HTTPTransport):
         return super().handle_request(request)
 
 
+@pytest.mark.parametrize("chunk_rows", [DEFAULT_CHUNK_ROWS, 2], indirect=True)
 @pytest.mark.parametrize("kill_after", [20, 230])
 def test_a_killed_run_is_safe_to_run_again(
     day: tuple[Database, list[SpendLog]], lago: LagoEmulator, kill_after: int
@@ -283,7 +302,7 @@ def test_a_killed_run_is_safe_to_run_again(
     environment = {**os.environ, "DATABASE_URL": database.url(), "LAGO_API_BASE": lago.url,
                    "LAGO_API_KEY": KEY, "LAGO_API_EVENT_CODE": CODE}  # fmt: skip
     command = [sys.executable, "-m", "reconcile", "backfill", "--since", "2026-11-01",
-               "--until", "2026-11-02", "--yes"]  # fmt: skip
+               "--until", "2026-11-02", "--yes", "--chunk-rows", str(CHUNK_ROWS)]  # fmt: skip
     process = subprocess.Popen(
         command, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     )
