@@ -198,9 +198,15 @@ def _send(
             _flush(ledger, run_id, waiting)
 
     try:
-        return client.send_events(events, on_batch=record)
-    finally:
-        _flush(ledger, run_id, waiting)  # what was delivered stays recorded, even on failure
+        report = client.send_events(events, on_batch=record)
+    except BaseException:
+        try:  # what was delivered stays recorded, even on failure...
+            _flush(ledger, run_id, waiting)
+        except Exception as ledger_error:  # noqa: BLE001 (...but the first error is the one to show)
+            log.warning("the ledger could not record what was sent: %s", ledger_error)
+        raise
+    _flush(ledger, run_id, waiting)
+    return report
 
 
 def _flush(ledger: Ledger, run_id: int, waiting: SendReport) -> None:

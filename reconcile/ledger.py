@@ -14,7 +14,7 @@ import psycopg
 from psycopg import sql
 
 from reconcile import queries
-from reconcile.errors import ConfigError
+from reconcile.errors import ConfigError, SourceUnavailable
 from reconcile.postgres import Database, connect
 
 DEFAULT_SCHEMA = "litellm_reconcile"
@@ -74,6 +74,11 @@ def _explained(database: Database, schema: str, doing: str) -> Iterator[None]:
     """A refusal by Postgres's privileges, turned into an error that says what to grant."""
     try:
         yield
+    except psycopg.OperationalError as error:
+        raise SourceUnavailable(
+            f"{database.setting} ({database}): the connection to reconcile's ledger broke "
+            f"({' '.join(str(error).split())}): check that Postgres is up; running again is safe"
+        ) from None
     except psycopg.errors.InsufficientPrivilege as error:
         reason = " ".join(str(error).split())
         if doing == "migrate":
