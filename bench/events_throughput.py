@@ -57,8 +57,12 @@ def fill(database: Database, rows: int) -> None:
     log(f"  wrote {rows:,} rows in {time.monotonic() - started:.0f} s")
 
 
-def timed(command: list[str], env: dict[str, str]) -> tuple[float, int]:
+def timed(
+    command: list[str], env: dict[str, str], *, ok: tuple[int, ...] = (0,)
+) -> tuple[float, int]:
     """Wall seconds and peak RSS (KiB) of one child process, its output to /dev/null.
+
+    An exit code outside `ok` stops the benchmark with the child's stderr.
 
     The peak is the child's VmHWM, polled: its rusage would also count the pages it shared
     with this (larger) process between fork and exec.
@@ -75,7 +79,7 @@ def timed(command: list[str], env: dict[str, str]) -> tuple[float, int]:
                         peak = max(peak, int(line.split()[1]))
             time.sleep(0.02)
     elapsed = time.perf_counter() - started
-    if process.returncode != 0:
+    if process.returncode not in ok:
         errors = process.stderr.read().decode() if process.stderr else ""
         raise SystemExit(f"{command[:3]} failed: {errors}")
     return elapsed, peak

@@ -120,7 +120,8 @@ def _reconcile(
     with clock("ledger"):
         listed = result.events
         ours = listed[listed["transaction_id"].str.startswith(PREFIX).fillna(False)]
-        ledger.confirm_in_lago(zip(ours["transaction_id"], ours["subscription"], strict=True))
+        pairs = zip(ours["transaction_id"], ours["subscription"], strict=True)
+        ledger.confirm_in_lago(settings.code, pairs)
     missing = result.missing.sort_values(["end_ms", "request_id"])
     rows = expected.events.take(pa.array(missing.index.to_numpy(), pa.int64()))
     settled = _settled(rows, settings, now)
@@ -202,7 +203,7 @@ def _send(
     except BaseException:
         try:  # what was delivered stays recorded, even on failure...
             _flush(ledger, run_id, waiting)
-        except Exception as ledger_error:  # noqa: BLE001 (...but the first error is the one to show)
+        except Exception as ledger_error:  # ...but the first error is the one to show
             log.warning("the ledger could not record what was sent: %s", ledger_error)
         raise
     _flush(ledger, run_id, waiting)

@@ -230,15 +230,20 @@ class Ledger:
                     subscriptions=list(subscriptions),
                 )
 
-    def confirm_in_lago(self, pairs: Iterable[tuple[str, str]]) -> int:
-        """Events left 'sending' by an interrupted run that Lago turned out to hold: 'sent'."""
-        rows = list(pairs)
-        if not rows:
+    def confirm_in_lago(self, code: str, pairs: Iterable[tuple[str, str]]) -> int:
+        """Events left 'sending' by an interrupted run that Lago turned out to hold: 'sent'.
+
+        `pairs` (transaction id, subscription) are what Lago lists; only the few the ledger
+        still has as 'sending' are written.
+        """
+        waiting = {(row[0], row[1]) for row in self._run("sending", code=code)}
+        found = [pair for pair in pairs if pair in waiting] if waiting else []
+        if not found:
             return 0
         cursor = self._run(
             "confirm_in_lago",
-            transaction_ids=[tid for tid, _ in rows],
-            subscriptions=[sub for _, sub in rows],
+            transaction_ids=[tid for tid, _ in found],
+            subscriptions=[sub for _, sub in found],
         )
         return cursor.rowcount
 

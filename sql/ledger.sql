@@ -75,6 +75,12 @@ SET status = %(status)s, sent_at = now(), run_id = %(run_id)s
 WHERE (transaction_id, external_subscription_id) IN (
     SELECT * FROM unnest(%(transaction_ids)s::text[], %(subscriptions)s::text[]));
 
+-- name: sending
+-- Events an interrupted run may or may not have sent: few, usually none.
+SELECT transaction_id, external_subscription_id
+FROM {schema}.sent_events
+WHERE status = 'sending' AND event_code = %(code)s;
+
 -- name: confirm_in_lago
 UPDATE {schema}.sent_events
 SET status = 'sent', sent_at = coalesce(sent_at, now())

@@ -14,6 +14,7 @@ from hypothesis import settings
 from reconcile.demo.embedded import any_postgres
 from reconcile.demo.factory import SpendLog, SpendLogFactory, insert_spend_logs
 from reconcile.demo.litellm_schema import create_database, drop_database, ensure_template
+from reconcile.lago.emulator import LagoEmulator
 from reconcile.postgres import Database, connect
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
@@ -94,3 +95,31 @@ def shared_dir() -> Path:
             pytest.fail(f"{SHARED} is missing: CI must have ../shared beside the project")
         pytest.skip(f"{SHARED} is missing: contract tests need ../shared beside the project")
     return SHARED
+
+
+#: What configures reconcile from the environment: cleared where a test gives its own.
+ENV_NAMES = (
+    "DATABASE_URL",
+    "LAGO_API_KEY",
+    "LAGO_API_BASE",
+    "LAGO_API_EVENT_CODE",
+    "LAGO_API_CHARGE_BY",
+    "RECONCILE_DEBUG",
+    "RECONCILE_STATE_DATABASE_URL",
+    "RECONCILE_STATE_SCHEMA",
+)
+LAGO_KEY = "e2e-key"
+
+
+@pytest.fixture
+def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No reconcile setting from the machine's environment."""
+    for name in ENV_NAMES:
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+def lago() -> Iterator[LagoEmulator]:
+    """The Lago emulator (Postgres store), demanding LAGO_KEY."""
+    with LagoEmulator(api_key=LAGO_KEY) as emulator:
+        yield emulator

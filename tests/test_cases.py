@@ -10,20 +10,20 @@ import csv
 import dataclasses
 import io
 import json
-from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 
 import httpx
 import pytest
-from test_cli import ENV_NAMES, Outcome, run
+from conftest import LAGO_KEY as KEY
+from test_cli import Outcome, run
 
 from reconcile.lago.emulator import LagoEmulator
 from reconcile.postgres import Database, connect
 
-KEY = "cases-key"
 CODE = "llm_usage"
 WINDOW = ["--since", "2026-11-28", "--until", "2026-11-29"]
+pytestmark = pytest.mark.usefixtures("clean_environment")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,18 +50,6 @@ CASES = [
     Case("huge_spend", sent=5),
     Case("dup_callback", sent=0, check=3, unexplained={"duplicate": 1}),
 ]  # fmt: skip
-
-
-@pytest.fixture(autouse=True)
-def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in (*ENV_NAMES, "RECONCILE_STATE_DATABASE_URL", "RECONCILE_STATE_SCHEMA"):
-        monkeypatch.delenv(name, raising=False)
-
-
-@pytest.fixture
-def lago() -> Iterator[LagoEmulator]:
-    with LagoEmulator(api_key=KEY) as emulator:
-        yield emulator
 
 
 @dataclasses.dataclass

@@ -13,30 +13,18 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import at
+from conftest import ENV_NAMES, at
 
 from reconcile.cli import cli, main
 from reconcile.demo.factory import SpendLogFactory
 from reconcile.postgres import Database
-
-ENV_NAMES = (
-    "DATABASE_URL",
-    "LAGO_API_KEY",
-    "LAGO_API_BASE",
-    "LAGO_API_EVENT_CODE",
-    "LAGO_API_CHARGE_BY",
-    "RECONCILE_DEBUG",
-)
 
 
 def url_of(database: Database) -> str:
     return database.url()
 
 
-@pytest.fixture(autouse=True)
-def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ENV_NAMES:
-        monkeypatch.delenv(name, raising=False)
+pytestmark = pytest.mark.usefixtures("clean_environment")
 
 
 @dataclasses.dataclass

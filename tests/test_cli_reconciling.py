@@ -3,12 +3,12 @@
 import csv
 import io
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import DAY
-from test_cli import ENV_NAMES, run
+from conftest import DAY, LAGO_KEY
+from test_cli import run
 from test_reconcile_e2e import billable, billed_once, callback
 
 from reconcile.demo.factory import SpendLog, SpendLogFactory
@@ -16,19 +16,8 @@ from reconcile.lago.emulator import LagoEmulator
 from reconcile.ledger import lock_key
 from reconcile.postgres import Database, connect, server_identity
 
-KEY = "e2e-key"
-
-
-@pytest.fixture(autouse=True)
-def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in (*ENV_NAMES, "RECONCILE_STATE_DATABASE_URL", "RECONCILE_STATE_SCHEMA"):
-        monkeypatch.delenv(name, raising=False)
-
-
-@pytest.fixture
-def lago() -> Iterator[LagoEmulator]:
-    with LagoEmulator(api_key=KEY) as emulator:
-        yield emulator
+KEY = LAGO_KEY
+pytestmark = pytest.mark.usefixtures("clean_environment")
 
 
 @pytest.fixture

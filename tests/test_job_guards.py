@@ -11,8 +11,8 @@ from pathlib import Path
 import httpx
 import pytest
 from conftest import DAY
-from test_cli import ENV_NAMES, run
-from test_reconcile_e2e import KEY, billable, billed_once, callback
+from test_cli import run
+from test_reconcile_e2e import KEY, HookedTransport, billable, billed_once, callback
 
 from reconcile import commands
 from reconcile.demo.factory import SpendLog, SpendLogFactory
@@ -29,18 +29,7 @@ from reconcile.window import UTC, Window
 CODE = "openai_tokens"
 MIDNIGHT = dt.datetime.combine(DAY, dt.time(), tzinfo=UTC)
 HOUR = dt.timedelta(hours=1)
-
-
-@pytest.fixture(autouse=True)
-def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in (*ENV_NAMES, "RECONCILE_STATE_DATABASE_URL", "RECONCILE_STATE_SCHEMA"):
-        monkeypatch.delenv(name, raising=False)
-
-
-@pytest.fixture
-def lago() -> Iterator[LagoEmulator]:
-    with LagoEmulator(api_key=KEY) as emulator:
-        yield emulator
+pytestmark = pytest.mark.usefixtures("clean_environment")
 
 
 @pytest.fixture
@@ -254,23 +243,13 @@ def failing_backfill(
 ) -> None:
     """Two days' backfill through a transport that calls `hook` first: it must fail with
     Lago's error, whatever else broke."""
-    client = LagoClient(lago.url, KEY, transport=Hooked(hook), sleep=lambda _: None,
+    client = LagoClient(lago.url, KEY, transport=HookedTransport(hook), sleep=lambda _: None,
                         retry=RetryPolicy(total_seconds=0.5), concurrency=1)  # fmt: skip
     with client, pytest.raises(LagoUnavailable):
         commands.backfill(
             database, commands.LagoSettings(lago.url, KEY), commands.StateSettings(database),
             job(Window(MIDNIGHT, MIDNIGHT + 48 * HOUR)), client=client, now=MIDNIGHT + 72 * HOUR,
         )  # fmt: skip
-
-
-class Hooked(httpx.HTTPTransport):
-    def __init__(self, before: Callable[[httpx.Request], None]) -> None:
-        super().__init__()
-        self.before = before
-
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        self.before(request)
-        return super().handle_request(request)
 
 
 def test_our_events_under_other_subscriptions_bill_nothing_of_this_charge_by(

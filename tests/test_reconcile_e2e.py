@@ -257,7 +257,7 @@ def test_a_run_that_fails_halfway_is_safe_to_run_again(
         if request.method == "POST" and next(sent_batches, None) is None:
             lago.faults.drop_connections(10_000)
 
-    transport = _HookedTransport(after_two_batches)
+    transport = HookedTransport(after_two_batches)
     with pytest.raises(LagoUnavailable):
         backfill(database, lago, transport=transport, sleep=lambda _: None, retry=RetryPolicy(total_seconds=0.5),
                  concurrency=1)  # fmt: skip
@@ -280,7 +280,7 @@ def test_a_run_that_fails_halfway_is_safe_to_run_again(
         ).fetchall() == [("sent",)]
 
 
-class _HookedTransport(httpx.HTTPTransport):
+class HookedTransport(httpx.HTTPTransport):
     def __init__(self, before: Callable[[httpx.Request], None]) -> None:
         super().__init__()
         self.before = before

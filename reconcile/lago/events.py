@@ -64,11 +64,24 @@ PAGE_SCHEMA = pa.schema(
         ("response_cost", pa.float64()),
     ]
 )
-#: A numeric property sent as a string ("0.00027", as reconcile sends costs): its quotes.
-_QUOTED_NUMBER = re.compile(
-    rb'"(' + b"|".join(name.encode() for name in NUMERIC_PROPERTIES) + rb')"(\s*:\s*)"'
-    rb'(-?[0-9]+(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?)"'
+#: A number sent as a string ("0.00027": reconcile's own costs; every property on Lago's
+#: ClickHouse store), quotes and all. Costs are looked for on their own (the common case: one
+#: short pattern scans a page fast), token counts only on pages that hold one.
+_NUMBER = rb'"(-?[0-9]+(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?)"'
+_QUOTED_COST = re.compile(rb'("response_cost":)' + _NUMBER)
+_QUOTED_TOKENS = re.compile(
+    rb'("(?:' + b"|".join(name.encode() for name in NUMERIC_PROPERTIES[:-1]) + rb')":)' + _NUMBER
 )
+
+
+def unquote_numbers(content: bytes) -> bytes:
+    """A page with its numeric properties sent as strings written as JSON numbers."""
+    content = _QUOTED_COST.sub(rb"\1\2", content)
+    if b'_tokens":"' in content:
+        content = _QUOTED_TOKENS.sub(rb"\1\2", content)
+    return content
+
+
 _WIRE = pa.schema(
     [
         (
@@ -95,10 +108,9 @@ def arrow_page(content: bytes) -> tuple[pa.Table, int, Mapping[str, Any]]:
     ClickHouse store) are read as the numbers they spell. Pages that still do not fit the
     schema take the slower path through Python objects, with the same result.
     """
-    content = _QUOTED_NUMBER.sub(rb'"\1"\2\3', content)
     try:
         table = pajson.read_json(
-            pa.BufferReader(content),
+            pa.BufferReader(unquote_numbers(content)),
             read_options=pajson.ReadOptions(use_threads=False, block_size=len(content) + 1),
             parse_options=_PARSE,
         )

@@ -56,6 +56,7 @@ def partition(
                 for field in common
             ]
             key = combine(columns, len(chosen_rows) + len(chosen_events))
+            del columns  # a million-row column per field: gone before the next combination
             row_key, event_key = key[: len(chosen_rows)], key[len(chosen_rows) :]
             count = int(key.max()) + 1 if len(key) else 0
             on_both = (np.bincount(row_key, minlength=count) > 0) & (

@@ -25,7 +25,7 @@ from reconcile.matching.graph import match_graph
 from reconcile.matching.groups import partition
 from reconcile.matching.in_time import match_in_time
 from reconcile.matching.reasons import reasons
-from reconcile.matching.sides import Side, read_sides
+from reconcile.matching.sides import Side, flags, positions, read_sides, whole
 from reconcile.matching.types import (
     EVENT_STATUSES,
     MATCHED_BY,
@@ -53,12 +53,7 @@ def match(rows: pd.DataFrame, events: pd.DataFrame, settings: MatchSettings) -> 
     matched_by = np.zeros(len(rows), dtype=np.int8)
     copy = _copies(event_side)
 
-    ours = np.asarray(
-        pc.fill_null(pc.starts_with(event_side.transaction_id, PREFIX), False).to_numpy(
-            zero_copy_only=False
-        ),
-        dtype=bool,
-    )
+    ours = flags(pc.starts_with(event_side.transaction_id, PREFIX))
     by_id = _match_by_id(row_side, event_side, np.flatnonzero(ours & ~copy))
     row_event[by_id[:, 0]], event_row[by_id[:, 1]] = by_id[:, 1], by_id[:, 0]
     matched_by[by_id[:, 0]] = MATCHED_BY.index("id")
@@ -122,7 +117,7 @@ def _copies(events: Side) -> np.ndarray:
     values, counts = np.unique(events.time, return_counts=True)
     shared = np.flatnonzero(np.isin(events.time, values[counts > 1]))
     if len(shared):
-        ids = pc.dictionary_encode(events.transaction_id.take(pa.array(shared, pa.int64())))
+        ids = pc.dictionary_encode(whole(events.transaction_id.take(pa.array(shared, pa.int64()))))
         frame = pd.DataFrame(
             {
                 "id": pc.fill_null(ids.indices, -1).to_numpy(zero_copy_only=False),
@@ -143,7 +138,7 @@ def _match_by_id(rows: Side, events: Side, candidates: np.ndarray) -> np.ndarray
     if not len(rows) or not len(candidates):
         return np.zeros((0, 2), dtype=np.int64)
     ids = events.transaction_id.take(pa.array(candidates, pa.int64()))
-    position = _positions(rows.transaction_id, ids)  # per row: first candidate with its id
+    position = positions(rows.transaction_id, ids)  # per row: first candidate with its id
     row = np.flatnonzero(position >= 0)
     if len(np.unique(position[row])) < len(row):
         raise ValueError("rows repeat a transaction_id: every billable row needs its own id")
@@ -164,9 +159,3 @@ def _match_by_id(rows: Side, events: Side, candidates: np.ndarray) -> np.ndarray
             if same:
                 pairs.append(np.array([[row_position, same[0]]], dtype=np.int64))
     return np.concatenate(pairs).astype(np.int64).reshape(-1, 2)
-
-
-def _positions(values: pa.Array, lookup: pa.Array) -> np.ndarray:
-    """For each value, the position of its first occurrence in `lookup`, or -1."""
-    found = pc.index_in(values, value_set=pc.cast(lookup, values.type))
-    return np.asarray(pc.fill_null(found, -1).to_numpy(zero_copy_only=False), dtype=np.int64)

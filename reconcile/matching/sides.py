@@ -8,6 +8,7 @@ the passes that follow never meet a dtype they did not expect.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from collections.abc import Callable
 
 import numpy as np
@@ -42,8 +43,8 @@ class Side:
     """bool: the cost's cluster holds costs that are not all alike (see `cost_clusters`)."""
     time: np.ndarray
     """int64 Unix ms: "endTime" for rows, the event's timestamp for events."""
-    transaction_id: pa.Array
-    name: pa.Array
+    transaction_id: pa.Array | pa.ChunkedArray
+    name: pa.Array | pa.ChunkedArray
     """What breaks ties in time: request_id for rows, transaction_id for events."""
 
     def __len__(self) -> int:
@@ -74,12 +75,15 @@ def read_sides(
     clusters, loose = cost_clusters(costs, settings.cost_tolerance)
     sides = []
     for index, (frame, time) in enumerate(((rows, "end_ms"), (events, "timestamp_ms"))):
-        tokens = [numbers(frame[name]) for name in TOKENS]
-        columns = [models[index], *tokens, costs[index]]
-        known = np.stack([models[index] >= 0, *(np.isfinite(column) for column in columns[1:])])
-        values = np.stack(
-            [models[index], *(_integers(column) for column in tokens), clusters[index]]
-        )
+        # Filled field by field: a million-row side never holds its columns twice.
+        values = np.empty((len(FIELDS), len(frame)), dtype=np.int64)
+        known = np.empty((len(FIELDS), len(frame)), dtype=bool)
+        values[0], known[0] = models[index], models[index] >= 0
+        for field, name in enumerate(TOKENS, start=1):
+            count = numbers(frame[name])
+            known[field] = np.isfinite(count)
+            values[field] = np.where(known[field], np.rint(count), 0)
+        values[COST], known[COST] = clusters[index], np.isfinite(costs[index])
         times = numbers(frame[time])
         if not np.isfinite(times).all():
             raise ValueError(f"{time} has missing values: every row and event has a time")
@@ -88,7 +92,7 @@ def read_sides(
                 subscription=subscriptions[index],
                 values=values,
                 known=known,
-                cost=np.where(np.isfinite(costs[index]), costs[index], np.nan),
+                cost=np.where(known[COST], costs[index], np.nan),
                 loose=loose[index],
                 time=times.astype(np.int64),
                 transaction_id=row_ids if index == 0 else text(frame["transaction_id"]),
@@ -111,20 +115,41 @@ def _require(frame: pd.DataFrame, columns: tuple[str, ...], side: str) -> None:
         raise ValueError(f"{side} need a default RangeIndex (reset_index(drop=True))")
 
 
-def text(column: pd.Series) -> pa.Array:
-    """A column of texts, whatever its dtype, as one Arrow string array (nulls kept)."""
+def text(column: pd.Series) -> pa.Array | pa.ChunkedArray:
+    """A column of texts, whatever its dtype, as Arrow strings (nulls and chunks kept)."""
     if isinstance(column.dtype, pd.CategoricalDtype):
         column = column.astype(object)
     array = pa.array(column, from_pandas=True)
-    if isinstance(array, pa.ChunkedArray):
-        array = array.combine_chunks() if array.num_chunks else pa.array([], array.type)
+    if isinstance(array, pa.ChunkedArray) and not array.num_chunks:
+        array = pa.array([], array.type)
     if pa.types.is_dictionary(array.type):
-        array = array.dictionary_decode()
+        array = pc.cast(array, array.type.value_type)
     if array.null_count == len(array):
         return pa.nulls(len(array), pa.string())
     if pa.types.is_string(array.type) or pa.types.is_large_string(array.type):
         return array
     return pc.cast(array, pa.string())
+
+
+def whole(values: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """One array of a chunked one (a copy: for the small ones only)."""
+    if isinstance(values, pa.ChunkedArray):
+        return values.combine_chunks() if values.num_chunks else pa.array([], values.type)
+    return values
+
+
+def positions(values: pa.Array | pa.ChunkedArray, lookup: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """For each value, the position of its first occurrence in `lookup`, or -1.
+
+    The lookup is hashed and the values probed: give the smaller side as `lookup`.
+    """
+    found = pc.index_in(values, value_set=pc.cast(whole(lookup), values.type))
+    return np.asarray(pc.fill_null(found, -1).to_numpy(), dtype=np.int64)
+
+
+def flags(values: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """A boolean Arrow array as NumPy, null as False."""
+    return np.asarray(pc.fill_null(values, False).to_numpy(zero_copy_only=False), dtype=bool)
 
 
 def numbers(column: pd.Series) -> np.ndarray:
@@ -133,10 +158,6 @@ def numbers(column: pd.Series) -> np.ndarray:
         column = column.astype(object)
     converted = pd.to_numeric(column, errors="coerce")
     return np.asarray(converted.to_numpy(dtype=np.float64, na_value=np.nan), dtype=np.float64)
-
-
-def _integers(values: np.ndarray) -> np.ndarray:
-    return np.where(np.isfinite(values), np.rint(values), 0).astype(np.int64)
 
 
 def _providers(column: pd.Series | None) -> frozenset[str]:
@@ -177,7 +198,7 @@ def _dictionary(column: pd.Series) -> tuple[pa.Array, np.ndarray]:
         distinct = text(pd.Series(categories, dtype=object)) if len(categories) else None
         codes = column.cat.codes.to_numpy(dtype=np.int64)
         return (distinct if distinct is not None else pa.array([], pa.large_string())), codes
-    encoded = pc.dictionary_encode(text(column))
+    encoded = pc.dictionary_encode(whole(text(column)))  # one dictionary for all chunks
     return encoded.dictionary, _indices(encoded)
 
 
@@ -203,23 +224,27 @@ def cost_clusters(
     values) are loose, and matched pair by pair. Unknown costs get cluster 0, never read.
     """
     every = np.concatenate(costs)
-    distinct = np.unique(every[np.isfinite(every)])
-    if not len(distinct):
-        return [np.zeros(len(side), dtype=np.int64) for side in costs], [
-            np.zeros(len(side), dtype=bool) for side in costs
-        ]
-    larger = np.maximum(np.abs(distinct[1:]), np.abs(distinct[:-1]))
-    apart = np.abs(np.diff(distinct)) > tolerance * larger
-    cluster = np.concatenate([[0], np.cumsum(apart)])
-    firsts = np.flatnonzero(np.r_[True, apart])
-    lasts = np.r_[firsts[1:] - 1, len(distinct) - 1]
-    low, high = distinct[firsts], distinct[lasts]
-    tight = np.abs(high - low) <= tolerance / 2 * np.maximum(np.abs(low), np.abs(high))
-    clusters, loose = [], []
-    for side in costs:
-        finite = np.isfinite(side)
-        ids = np.zeros(len(side), dtype=np.int64)
-        ids[finite] = cluster[np.searchsorted(distinct, side[finite])]
-        clusters.append(ids)
-        loose.append(finite & ~tight[ids])
+    finite = np.isfinite(every)
+    # Hashing first (a few distinct costs repeat a million times), then sorting the distinct.
+    codes, uniques = pd.factorize(every[finite])
+    order = np.argsort(uniques, kind="stable")
+    distinct = np.asarray(uniques)[order]
+    inverse = np.empty(len(order), dtype=np.int64)
+    inverse[order] = np.arange(len(order))
+    inverse = inverse[codes]
+    ids = np.zeros(len(every), dtype=np.int64)
+    flagged = np.zeros(len(every), dtype=bool)
+    if len(distinct):
+        larger = np.maximum(np.abs(distinct[1:]), np.abs(distinct[:-1]))
+        apart = np.abs(np.diff(distinct)) > tolerance * larger
+        cluster = np.concatenate([[0], np.cumsum(apart)])
+        firsts = np.flatnonzero(np.r_[True, apart])
+        lasts = np.r_[firsts[1:] - 1, len(distinct) - 1]
+        low, high = distinct[firsts], distinct[lasts]
+        tight = np.abs(high - low) <= tolerance / 2 * np.maximum(np.abs(low), np.abs(high))
+        ids[finite] = cluster[inverse]
+        flagged[finite] = ~tight[ids[finite]]
+    bounds = np.cumsum([0, *(len(side) for side in costs)])
+    clusters = [ids[start:stop] for start, stop in itertools.pairwise(bounds)]
+    loose = [flagged[start:stop] for start, stop in itertools.pairwise(bounds)]
     return clusters, loose

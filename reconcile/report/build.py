@@ -286,4 +286,11 @@ def run_report(summary: RunSummary, *, source: str, lago: str) -> Report:
         tolerance=settings.tolerance,
     )
     summed = totals(lines, settings.tolerance)
-    return Report(header, lines, summed, [], [], negative_cost_notes(summed))
+    notes = negative_cost_notes(summed)
+    if summary.too_recent:
+        notes.append(
+            f"{summary.too_recent:,} missing event(s) above were held back as too recent: "
+            "LiteLLM's callback may still deliver them; "
+            + ("the next run takes them" if settings.mode == "run" else "backfill again later")
+        )
+    return Report(header, lines, summed, [], [], notes)
