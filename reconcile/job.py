@@ -83,9 +83,7 @@ def reconcile_window(
             log.warning("the ledger could not record run %s as failed: %s", run_id, ledger_error)
         raise
     summary.lago_requests = client.requests - requests_before
-    status = "succeeded" if summary.held_back == 0 else "incomplete"
-    if settings.mode != "run" and summary.too_recent:
-        status = "incomplete"  # a backfill asked for the whole window
+    status = "succeeded" if summary.complete else "incomplete"
     ledger.finish_run(run_id, status, summary.counts(), covered_until=summary.covered_until)
     return summary
 
@@ -178,7 +176,7 @@ def _covered_until(
     settings: JobSettings, summary: RunSummary, rows: pa.Table, settled: np.ndarray
 ) -> dt.datetime | None:
     """For a nightly run that sent every settled row: where its full coverage ends."""
-    if settings.mode != "run" or settings.dry_run or settings.customers or summary.held_back:
+    if settings.mode != "run" or settings.dry_run or settings.customers or summary.left_unsent:
         return None
     if settled.all():
         return settings.window.until

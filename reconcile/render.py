@@ -117,7 +117,7 @@ def run_summary(summary: RunSummary, *, lago: str) -> str:
         ["  sent now", summary.sent, summary.sent_spend],
         ["  already in Lago when sent", summary.already_in_lago, None],
         ["  held back: too recent", summary.too_recent, summary.too_recent_spend],
-        ["  left unsent", summary.held_back, None],
+        ["  left unsent", summary.left_unsent, None],
         [
             "unexplained Lago events in the window",
             sum(count for count, _ in summary.unexplained.values()),
@@ -129,7 +129,7 @@ def run_summary(summary: RunSummary, *, lago: str) -> str:
         for reason, (count, cost) in sorted(summary.unexplained.items())
     ]
     plan = summary.plan
-    if plan is not None and summary.held_back and len(plan.by_customer):
+    if plan is not None and summary.left_unsent and len(plan.by_customer):
         rows += [["", None, None], ["to send, per customer", "events", "spend (USD)"]]
         top = plan.by_customer.sort_values("spend", ascending=False).head(20)
         rows += [

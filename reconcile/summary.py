@@ -56,9 +56,18 @@ class RunSummary:
     """For a nightly run that left nothing behind: where the next one may start from."""
 
     @property
-    def held_back(self) -> int:
-        """Missing events left unsent for any reason but being too recent."""
+    def left_unsent(self) -> int:
+        """Missing events unsent for another reason than being too recent (dry run, limit, no)."""
         return self.unsent - self.too_recent
+
+    @property
+    def complete(self) -> bool:
+        """Whether the run did all it should (else exit 3).
+
+        For `run`, rows held back as too recent are the next night's; a backfill still owes them.
+        """
+        owed = self.left_unsent if self.settings.mode == "run" else self.unsent
+        return owed == 0
 
     def counts(self) -> dict[str, Any]:
         """The summary as the ledger's `counts` JSON (money as exact decimal strings)."""

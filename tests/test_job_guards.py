@@ -286,3 +286,28 @@ def test_token_counts_under_their_other_names_are_the_same_request(
     summary = backfill(litellm_db, lago, job(Window(MIDNIGHT, MIDNIGHT + 24 * HOUR)),
                        now=MIDNIGHT + 72 * HOUR)  # fmt: skip
     assert {reason: count for reason, (count, _) in summary.unexplained.items()} == {"duplicate": 1}
+
+
+def test_the_nightly_run_leaves_the_last_minutes_to_the_next_night_and_exits_0(
+    litellm_db: Database, insert: Callable[..., None], factory: SpendLogFactory, lago: LagoEmulator
+) -> None:
+    """From the command line, with the real clock: a request that ended a minute before the
+    settle point is held back, the run succeeds (exit 0), and its coverage stops before it."""
+    now = dt.datetime.now(UTC).replace(microsecond=0)
+    settle_point = (now - dt.timedelta(minutes=15)).replace(tzinfo=None)
+    old = factory.success(settle_point - 2 * HOUR)
+    recent = factory.success(settle_point - dt.timedelta(minutes=3),
+                             end=settle_point - dt.timedelta(minutes=1))  # fmt: skip
+    insert(old, recent)
+    env = {"DATABASE_URL": litellm_db.url(), "LAGO_API_BASE": lago.url, "LAGO_API_KEY": KEY,
+           "LAGO_API_EVENT_CODE": CODE}  # fmt: skip
+    assert run(["migrate"], env=env).exit_code == 0
+    nightly_run = run(["run", "--since", (now - 3 * HOUR).isoformat()], env=env)
+    assert nightly_run.exit_code == 0, nightly_run.stderr
+    assert "1 missing event(s) held back" in nightly_run.stderr
+    assert "the next nightly run takes them" in nightly_run.stderr
+    with connect(litellm_db) as connection:
+        (covered,) = connection.execute(
+            "SELECT covered_until FROM litellm_reconcile.runs WHERE status = 'succeeded'"
+        ).fetchone() or (None,)
+    assert covered == recent.start.replace(tzinfo=UTC)

@@ -253,5 +253,5 @@ def _finish(ctx: click.Context, summary: RunSummary, source: Database, lago: str
     if summary.settings.dry_run and summary.plan is not None:
         for event in summary.plan.events[:5]:  # a sample of what would be sent: data, on stdout
             click.echo(json.dumps(event, ensure_ascii=False))
-    if summary.unsent:
+    if not summary.complete:
         ctx.exit(EXIT_UNSENT)
