@@ -12,6 +12,7 @@ import io
 import json
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -69,7 +70,7 @@ class Ran:
     def total(self) -> dict[str, str]:
         return self.lines()[-1]
 
-    def ledger(self, query: str) -> list[tuple[object, ...]]:
+    def ledger(self, query: str) -> list[tuple[Any, ...]]:
         with connect(self.database) as connection:
             return connection.execute(query).fetchall()  # type: ignore[arg-type]
 

@@ -16,14 +16,14 @@ from test_reconcile_e2e import CODE, KEY, billable, callback
 
 from reconcile import commands
 from reconcile.demo.factory import SpendLog, SpendLogFactory
-from reconcile.job import JobSettings
 from reconcile.lago.client import LagoClient
 from reconcile.lago.emulator import LagoEmulator
+from reconcile.money import exact
 from reconcile.postgres import Database, connect
-from reconcile.report.aggregate import Tallies, _held, exact
+from reconcile.report.aggregate import Tallies, _held, finish
 from reconcile.report.build import ReportSettings, build_report, local_days, time_zone
 from reconcile.report.model import Line, Report, Status
-from reconcile.settings import ChargeBy
+from reconcile.settings import ChargeBy, JobSettings
 from reconcile.window import UTC, Window
 
 DAY_WINDOW = Window(dt.datetime(2026, 11, 1, tzinfo=UTC), dt.datetime(2026, 11, 2, tzinfo=UTC))
@@ -265,3 +265,23 @@ def test_matched_cost_is_what_the_event_holds(event_cost: float) -> None:
     # row 0 holds the event's own double; row 1 has no event and row 2 an event without cost:
     # both fall back to the row's cost.
     assert tallies.values[("a", "p")]["t"] == Decimal(repr(event_cost)) + Decimal("0.75")
+
+
+@pytest.mark.parametrize(
+    ("values", "status"),
+    [
+        ({"spend": Decimal("1"), "matched_cost": Decimal("1")}, Status.OK),
+        ({"spend": Decimal("1"), "matched_cost": Decimal("0.995")}, Status.OK),  # rounding
+        ({"spend": Decimal("1"), "matched_cost": Decimal("0.98")}, Status.UNDER_BILLED),
+        ({"spend": Decimal("0.0042"), "missing_events": 1, "missing_spend": Decimal("0.0042")},
+         Status.UNDER_BILLED),
+        ({"spend": Decimal("0.0042"), "matched_cost": Decimal("0.0042"),
+          "unexplained_events": 1, "unexplained_cost": Decimal("0.0042")}, Status.OVER_BILLED),
+        ({"unexplained_events": 1, "unexplained_cost": Decimal("0")}, Status.OVER_BILLED),
+    ],
+)  # fmt: skip
+def test_any_missing_or_unexplained_event_is_an_exception_whatever_its_amount(
+    values: dict[str, Any], status: Status
+) -> None:
+    """The tolerance absorbs the rounding of amounts, never a duplicate worth $0.0042."""
+    assert finish(("cust", "2026-11-28"), values, (), Decimal("0.01")).status is status
