@@ -129,22 +129,20 @@ def arrow_page(content: bytes) -> tuple[pa.Table, int, Mapping[str, Any]]:
 
 def _table(objects: list[dict[str, Any]]) -> pa.Table:
     """Python event objects as PAGE_SCHEMA columns; non-numeric properties become nulls."""
-    frame = pd.DataFrame(
-        {
-            **{name: [item.get(name) for item in objects] for name in PAGE_SCHEMA.names[:3]},
-            **{
-                name: [(item.get("properties") or {}).get(name) for item in objects]
-                for name in PAGE_SCHEMA.names[3:]
-            },
-        }
-    )
-    for name in NUMERIC_PROPERTIES:
-        frame[name] = pd.to_numeric(frame[name], errors="coerce")
-    for name in (*TOKENS, *TOKEN_ALIASES.values()):
-        frame[name] = frame[name].round().astype("Int64")
-    for name in ("transaction_id", "external_subscription_id", "timestamp", "model"):
-        frame[name] = frame[name].map(lambda value: None if value is None else str(value))
-    return pa.Table.from_pandas(frame, schema=PAGE_SCHEMA, preserve_index=False)
+    arrays = []
+    for field in PAGE_SCHEMA:
+        top_level = PAGE_SCHEMA.names.index(field.name) < 3
+        values = [
+            item.get(field.name) if top_level else (item.get("properties") or {}).get(field.name)
+            for item in objects
+        ]
+        if pa.types.is_string(field.type):  # texts as texts, absent and null as null
+            arrays.append(pa.array([None if v is None else str(v) for v in values], pa.string()))
+            continue
+        numbers = pd.to_numeric(pd.Series(values, dtype=object), errors="coerce").astype("float64")
+        whole = numbers.round().astype("Int64") if pa.types.is_integer(field.type) else numbers
+        arrays.append(pa.array(whole, type=field.type, from_pandas=True))
+    return pa.Table.from_arrays(arrays, schema=PAGE_SCHEMA)
 
 
 def frame(slices: Iterable[Slice[pa.Table]]) -> pd.DataFrame:
