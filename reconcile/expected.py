@@ -62,15 +62,21 @@ def expected_events(
 
     def take(rows: pa.Table) -> None:
         nonlocal totals, last_end
-        if customers:
-            rows = rows.filter(pc.is_in(rows.column("charge_by_id"), wanted))
         classified = classify(rows)
         start = classified.column("start_ms").to_numpy()
-        own = classified.filter(pa.array((start >= bounds[0]) & (start < bounds[1])))
+        mine = (start >= bounds[0]) & (start < bounds[1])
+        if customers:
+            mine &= _among(classified.column("charge_by_id"), wanted)
+        own = classified.filter(pa.array(mine))
         totals += tally(own)
         if observe is not None:
             observe(own)
+        # Ids from every row: rows sharing a call id and millisecond decide each other's.
         events = build_events(billable(classified), code)
+        if customers:
+            events = events.filter(
+                pa.array(_among(events.column("external_subscription_id"), wanted))
+            )
         start = events.column("start_ms").to_numpy()
         inside = (start >= bounds[0]) & (start < bounds[1])
         if inside.any():
@@ -92,3 +98,10 @@ def expected_events(
             take(rows)
     events = pa.concat_tables(chunks) if chunks else EXPECTED_SCHEMA.empty_table()
     return Expected(events=events, tally=totals, listing=listing)
+
+
+def _among(ids: pa.ChunkedArray, wanted: pa.Array) -> np.ndarray:
+    found: np.ndarray = pc.fill_null(pc.is_in(ids, value_set=wanted), False).to_numpy(
+        zero_copy_only=False
+    )
+    return found

@@ -311,3 +311,23 @@ def test_the_nightly_run_leaves_the_last_minutes_to_the_next_night_and_exits_0(
             "SELECT covered_until FROM litellm_reconcile.runs WHERE status = 'succeeded'"
         ).fetchone() or (None,)
     assert covered == recent.start.replace(tzinfo=UTC)
+
+
+def test_a_backfill_of_one_customer_gives_its_rows_the_ids_a_full_one_does(
+    litellm_db: Database, insert: Callable[..., None], factory: SpendLogFactory, lago: LagoEmulator
+) -> None:
+    """Two customers' requests share a call id and a start millisecond (a client reusing its
+    x-litellm-call-id): which keeps the call id depends on both rows, so a --customer run must
+    compute ids over every row, or its events get ids a full run does not recognise."""
+    start = MIDNIGHT.replace(tzinfo=None) + 10 * HOUR
+    first = factory.success(start, end_user="cust-a", litellm_call_id="reused",
+                            created_at=start + dt.timedelta(seconds=1))  # fmt: skip
+    second = factory.success(start, end_user="cust-b", litellm_call_id="reused",
+                             created_at=start + dt.timedelta(seconds=2))  # fmt: skip
+    insert(first, second)
+    commands.migrate(commands.StateSettings(litellm_db))
+    day, later = Window(MIDNIGHT, MIDNIGHT + 24 * HOUR), MIDNIGHT + 72 * HOUR
+    only_b = backfill(litellm_db, lago, job(day, customers=frozenset({"cust-b"})), now=later)
+    everyone = backfill(litellm_db, lago, job(day), now=later)
+    assert (only_b.sent, everyone.sent, everyone.matched_by_id) == (1, 1, 1)
+    billed_once(lago, [first, second])
