@@ -10,7 +10,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from reconcile.money import ZERO, total
+from reconcile.money import ZERO, total, wide
 
 
 class RowClass(enum.StrEnum):
@@ -74,11 +74,12 @@ class ClassTotal:
     rows_with_spend: int = 0
 
     def __add__(self, other: ClassTotal) -> ClassTotal:
-        return ClassTotal(
-            self.rows + other.rows,
-            self.spend + other.spend,
-            self.rows_with_spend + other.rows_with_spend,
-        )
+        with wide():
+            return ClassTotal(
+                self.rows + other.rows,
+                self.spend + other.spend,
+                self.rows_with_spend + other.rows_with_spend,
+            )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,7 +98,8 @@ class Tally:
     @property
     def spend(self) -> Decimal:
         """All finite spend read, whatever its class."""
-        return sum((part.spend for part in self.by_class.values()), ZERO)
+        with wide():
+            return sum((part.spend for part in self.by_class.values()), ZERO)
 
     def __getitem__(self, row_class: RowClass) -> ClassTotal:
         return self.by_class[row_class]

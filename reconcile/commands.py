@@ -23,6 +23,7 @@ from reconcile.lago.client import LagoClient
 from reconcile.ledger import DEFAULT_SCHEMA, Ledger, lock_key, migration_script
 from reconcile.ledger import migrate as ledger_migrate
 from reconcile.margins import DEFAULT_SETTLE
+from reconcile.money import wide
 from reconcile.postgres import Database, server_identity
 from reconcile.report.build import ReportSettings, build_report
 from reconcile.report.model import Report
@@ -149,7 +150,11 @@ def backfill(
             "earlier (or a shorter --settle)"
         )
     source_id = server_identity(source)
-    with _client(lago, client) as lago_client, Ledger(state.database, state.schema) as ledger:
+    with (
+        _client(lago, client) as lago_client,
+        Ledger(state.database, state.schema) as ledger,
+        wide(),
+    ):
         _lock(ledger, source, source_id, settings.code, settings.charge_by)
         return reconcile_window(
             source,
@@ -173,7 +178,7 @@ def report(
     now: dt.datetime | None = None,
 ) -> Report:
     """The reconciliation report of a window: reads the spend logs, Lago and the ledger only."""
-    with _client(lago, client) as lago_client:
+    with _client(lago, client) as lago_client, wide():
         return build_report(
             source,
             lago_client,
@@ -240,7 +245,11 @@ def run(
     whatever else ran, it never skips a stretch it has not covered in full itself.
     """
     source_id = server_identity(source)
-    with _client(lago, client) as lago_client, Ledger(state.database, state.schema) as ledger:
+    with (
+        _client(lago, client) as lago_client,
+        Ledger(state.database, state.schema) as ledger,
+        wide(),
+    ):
         _lock(ledger, source, source_id, settings.code, settings.charge_by)
         last = ledger.last_coverage(
             source_id=source_id,

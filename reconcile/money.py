@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import decimal
 from collections.abc import Iterable
 from decimal import Decimal
@@ -10,6 +11,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 ZERO = Decimal(0)
+WIDE = decimal.Context(
+    prec=1000,  # the exact sum of any doubles: 1.8e308 plus 5e-324 needs 632 digits
+    Emax=decimal.MAX_EMAX,
+    Emin=decimal.MIN_EMIN,
+    traps=[decimal.InvalidOperation, decimal.DivisionByZero, decimal.Overflow],
+)
+"""Decimal arithmetic that never rounds a sum of costs (the default context keeps 28 digits)."""
 EXACT = pa.decimal256(76, 40)
 """Shortest double texts of costs down to 1e-23 fit exactly; sums up to 1e36 USD."""
 
@@ -26,12 +34,18 @@ def exact(amounts: pa.Array) -> pa.Array | None:
 
 def tidy(amount: Decimal) -> Decimal:
     """Without trailing zeros or an exponent: 0.0000150000 -> 0.000015, 1E+1 -> 10."""
-    return Decimal(format(amount.normalize(), "f"))
+    with wide():
+        return Decimal(format(amount.normalize(), "f"))
+
+
+def wide() -> contextlib.AbstractContextManager[decimal.Context]:
+    """Exact decimal arithmetic (WIDE) for the block: every sum, difference and ratio of money."""
+    return decimal.localcontext(WIDE)
 
 
 def exact_sum(texts: Iterable[str]) -> Decimal:
     """The exact sum of decimal texts (Postgres' or Python's shortest double forms)."""
-    with decimal.localcontext(prec=400):  # wide enough for any double's exact value
+    with wide():
         return tidy(sum(map(Decimal, texts), ZERO))
 
 

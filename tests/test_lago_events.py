@@ -6,8 +6,8 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
+from reconcile.lago.events import UNBILLABLE, _table, arrow_page, frame, unquote_numbers
 from reconcile.lago.events import Slice as EventSlice
-from reconcile.lago.events import _table, arrow_page, frame, unquote_numbers
 
 
 def page(*properties: dict[str, Any]) -> bytes:
@@ -46,12 +46,6 @@ def test_the_fast_path_and_the_slow_one_agree() -> None:
     assert fast.to_pylist() == slow.to_pylist()
 
 
-def test_a_cost_that_is_no_number_is_unknown_not_an_error() -> None:
-    table, count, _ = arrow_page(page({"model": "m", "response_cost": "n/a"}))
-    assert count == 1
-    assert table.column("response_cost").to_pylist() == [None]
-
-
 @pytest.mark.parametrize("spaces", [False, True])
 def test_token_counts_are_read_under_either_name(spaces: bool) -> None:
     content = MIXED.replace(b'":', b'": ') if spaces else MIXED
@@ -72,3 +66,21 @@ def test_an_empty_page_is_an_empty_table() -> None:
     table, count, _ = arrow_page(page())
     assert (count, table.num_rows) == (0, 0)
     assert table.schema.field("response_cost").type == pa.float64()
+
+
+@pytest.mark.parametrize(
+    ("cost", "read"),
+    [("0.5", 0.5), ("1.5e-05", 0.000015), (0.5, 0.5), (None, None), ("n/a", UNBILLABLE),
+     ({"usd": 0.5}, UNBILLABLE), (True, UNBILLABLE)],
+)  # fmt: skip
+def test_a_cost_no_lago_store_can_sum_is_unbillable(cost: object, read: float | None) -> None:
+    table, _, _ = arrow_page(page({"model": "m", "response_cost": cost}))
+    assert table.column("response_cost").to_pylist() == [read]
+
+
+@pytest.mark.parametrize("count", [1e30, 99999999999999999999999, "many", -1.5e300, True])
+def test_a_token_count_beyond_int64_or_no_count_is_unknown(count: object) -> None:
+    content = page({"model": "m", "response_cost": 0.1, "total_tokens": count, "prompt_tokens": 3})
+    table, _, _ = arrow_page(content)
+    assert table.column("total_tokens").to_pylist() == [None]
+    assert table.column("prompt_tokens").to_pylist() == [3]

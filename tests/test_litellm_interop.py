@@ -35,6 +35,7 @@ from reconcile import commands
 from reconcile.demo.litellm_schema import create_database, drop_database
 from reconcile.lago.client import LagoClient
 from reconcile.lago.emulator import LagoEmulator
+from reconcile.matching.models import PROVIDERS
 from reconcile.postgres import Database, connect
 from reconcile.settings import ChargeBy, JobSettings
 from reconcile.summary import RunSummary
@@ -153,6 +154,15 @@ def differences(row: dict[str, Any], properties: dict[str, Any]) -> set[str]:
     elif any(properties[name] != row[name] for name in TOKENS):
         found.add("tokens")
     return found
+
+
+def test_every_provider_litellm_knows_is_a_route_reconcile_strips(
+    traffic: dict[tuple[str, str], Traffic],
+) -> None:
+    import litellm  # imported by the `traffic` fixture, which skips without it
+
+    known = {str(getattr(provider, "value", provider)) for provider in litellm.provider_list}
+    assert known <= PROVIDERS
 
 
 @pytest.mark.parametrize(("entry", "route"), CASES)

@@ -110,6 +110,23 @@ CASES: dict[str, tuple[list[dict[str, Any]], list[dict[str, Any]], list[str], li
         [{"transaction_id": "uuid-1", "timestamp_ms": 61 * SECOND, "cost": 0.000027 * (1 + 1e-6)}],
         ["missing"], ["unexplained"], ["property mismatch"],
     ),
+    "a Bedrock row whose provider LiteLLM left empty still meets the bare model": (
+        [{"transaction_id": "rc1-a", "end_ms": 60 * SECOND, "model": "bedrock/us.acme.claude-x",
+          "custom_llm_provider": ""}],
+        [{"transaction_id": "uuid-1", "timestamp_ms": 61 * SECOND, "model": "us.acme.claude-x"}],
+        ["billed"], ["matched"], [""],
+    ),
+    "a route only the row's own provider names is stripped from the row": (
+        [{"transaction_id": "rc1-a", "end_ms": 60 * SECOND, "model": "acme-gw/chat",
+          "custom_llm_provider": "acme-gw"}],
+        [{"transaction_id": "uuid-1", "timestamp_ms": 61 * SECOND, "model": "chat"}],
+        ["billed"], ["matched"], [""],
+    ),
+    "an event whose cost Lago cannot sum bills nothing": (
+        [{"transaction_id": "rc1-a", "end_ms": 60 * SECOND}],
+        [{"transaction_id": "uuid-1", "timestamp_ms": 61 * SECOND, "cost": float("inf")}],
+        ["missing"], ["unexplained"], ["property mismatch"],
+    ),
     "an event without a cost (a model LiteLLM cannot price) matches on the rest": (
         [{"transaction_id": "rc1-a", "end_ms": 60 * SECOND}],
         [{"transaction_id": "uuid-1", "timestamp_ms": 61 * SECOND, "cost": np.nan}],

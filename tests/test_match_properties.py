@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from test_match import maximum_matching
 
 from reconcile.matching import MatchSettings, match
+from reconcile.matching.models import PROVIDERS
 
 SECOND = 1000
 MINUTE = 60 * SECOND
@@ -33,8 +34,8 @@ def row_dicts(draw: st.DrawFn, count: int) -> list[dict[str, Any]]:
             "transaction_id": f"rc1-{index}",
             "request_id": f"req-{index:03d}",
             "subscription": draw(st.sampled_from(["a", "b"])),
-            "model": draw(st.sampled_from(["m", "bedrock/m", "", None])),
-            "custom_llm_provider": draw(st.sampled_from(["bedrock", None])),
+            "model": draw(st.sampled_from(["m", "bedrock/m", "acme/m", "", None])),
+            "custom_llm_provider": draw(st.sampled_from(["bedrock", "acme", "", None])),
             "prompt_tokens": draw(st.sampled_from([10, 11])),
             "completion_tokens": 5,
             "total_tokens": 15,
@@ -96,22 +97,25 @@ def represent(frame: pd.DataFrame, how: str) -> pd.DataFrame:
     return pd.DataFrame(converted)
 
 
-def model(name: Any, providers: set[str]) -> str | None:
-    """The rule, written out: a name less any leading route naming a provider of the rows."""
+def model(name: Any, own: Any = None) -> str | None:
+    """The rule, written out: a name less its row's own route, then less any provider route."""
     if not isinstance(name, str) or not name:
         return None
+    if isinstance(own, str) and own and name.startswith(own + "/") and name != own + "/":
+        name = name[len(own) + 1 :]
     head, _, rest = name.partition("/")
-    return model(rest, providers) if rest and head in providers else name
+    return model(rest) if rest and head in PROVIDERS else name
 
 
-def allowed(row: pd.Series, event: pd.Series, providers: set[str]) -> bool:
+def allowed(row: pd.Series, event: pd.Series) -> bool:
     """The matching rule, written out: nulls are unknown; models without their routes."""
     if pd.isna(event["subscription"]) or event["subscription"] != row["subscription"]:
         return False
     gap = event["timestamp_ms"] - row["end_ms"]
     if not -SETTINGS.skew_ms <= gap <= SETTINGS.max_delay_ms:
         return False
-    row_model, event_model = model(row["model"], providers), model(event["model"], providers)
+    row_model = model(row["model"], row["custom_llm_provider"])
+    event_model = model(event["model"])
     if row_model and event_model and row_model != event_model:
         return False
     for name in TOKENS:
@@ -121,10 +125,6 @@ def allowed(row: pd.Series, event: pd.Series, providers: set[str]) -> bool:
         return True
     larger = max(abs(row["cost"]), abs(event["cost"]))
     return bool(abs(row["cost"] - event["cost"]) <= SETTINGS.cost_tolerance * larger)
-
-
-def providers_of(rows: pd.DataFrame) -> set[str]:
-    return {name for name in rows["custom_llm_provider"] if isinstance(name, str) and name}
 
 
 @given(data=inputs(), how=st.sampled_from(["as built", "object", "category", "arrow"]))
@@ -144,7 +144,7 @@ def test_any_input_matches_and_every_pair_is_allowed(
             continue
         assert result.events["row"].iloc[event] == position
         if result.rows["matched_by"].iloc[position] == "fingerprint":
-            assert allowed(rows.iloc[position], events.iloc[event], providers_of(rows))
+            assert allowed(rows.iloc[position], events.iloc[event])
         else:
             assert events["transaction_id"].iloc[event] == rows["transaction_id"].iloc[position]
             assert events["subscription"].iloc[event] == rows["subscription"].iloc[position]
@@ -161,11 +161,7 @@ def test_as_many_rows_are_billed_as_a_maximum_matching_allows(
     events = events.assign(transaction_id=[f"uuid-{index}" for index in range(len(events))])
     result = match(rows, events, SETTINGS)
     edges = {
-        event: [
-            row
-            for row in range(len(rows))
-            if allowed(rows.iloc[row], events.iloc[event], providers_of(rows))
-        ]
+        event: [row for row in range(len(rows)) if allowed(rows.iloc[row], events.iloc[event])]
         for event in range(len(events))
     }
     assert (result.rows["event"] >= 0).sum() == maximum_matching(edges)

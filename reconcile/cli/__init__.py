@@ -12,6 +12,7 @@ import click
 from reconcile.cli import demo, events, lago_emulator, reconciling, report
 from reconcile.cli.options import EXIT_CODES_HELP
 from reconcile.errors import EXIT_ERROR, ReconcileError
+from reconcile.money import wide
 
 
 @click.group(
@@ -62,7 +63,8 @@ def main(args: list[str] | None = None) -> None:
     debug = _debug_requested(argv)
     _configure_logging(debug)
     try:
-        code = cli.main(argv, prog_name="reconcile", standalone_mode=False)
+        with wide():  # every amount the commands add up or print is exact
+            code = cli.main(argv, prog_name="reconcile", standalone_mode=False)
     except click.ClickException as error:
         error.show()
         code = error.exit_code

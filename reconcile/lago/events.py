@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
+import math
 import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Generic, TypeVar
@@ -69,6 +70,12 @@ PAGE_SCHEMA = pa.schema(
 #: short pattern scans a page fast), token counts only on pages that hold one.
 _NUMBER = rb'"(-?[0-9]+(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?)"'
 _QUOTED_COST = re.compile(rb'("response_cost":)' + _NUMBER)
+_NUMERIC = re.compile(_NUMBER.decode()[1:-1])
+#: The cost of an event whose `response_cost` no Lago store sums (a text that is no number, an
+#: object, a boolean): such an event bills nothing, so it bills no request. (A number written
+#: with an exponent stays a number: Lago's ClickHouse store lists every JSON number as text,
+#: `"1.5e-05"` included, so a listing cannot tell it from a string a client sent.)
+UNBILLABLE = float("inf")
 _QUOTED_TOKENS = re.compile(
     rb'("(?:' + b"|".join(name.encode() for name in NUMERIC_PROPERTIES[:-1]) + rb')":)' + _NUMBER
 )
@@ -128,7 +135,11 @@ def arrow_page(content: bytes) -> tuple[pa.Table, int, Mapping[str, Any]]:
 
 
 def _table(objects: list[dict[str, Any]]) -> pa.Table:
-    """Python event objects as PAGE_SCHEMA columns; non-numeric properties become nulls."""
+    """Python event objects as PAGE_SCHEMA columns.
+
+    Token counts that are no whole numbers within int64 become null; a cost Lago cannot sum
+    becomes UNBILLABLE.
+    """
     arrays = []
     for field in PAGE_SCHEMA:
         top_level = PAGE_SCHEMA.names.index(field.name) < 3
@@ -138,11 +149,33 @@ def _table(objects: list[dict[str, Any]]) -> pa.Table:
         ]
         if pa.types.is_string(field.type):  # texts as texts, absent and null as null
             arrays.append(pa.array([None if v is None else str(v) for v in values], pa.string()))
-            continue
-        numbers = pd.to_numeric(pd.Series(values, dtype=object), errors="coerce").astype("float64")
-        whole = numbers.round().astype("Int64") if pa.types.is_integer(field.type) else numbers
-        arrays.append(pa.array(whole, type=field.type, from_pandas=True))
+        elif field.name == "response_cost":
+            arrays.append(pa.array([_cost(value) for value in values], pa.float64()))
+        else:
+            arrays.append(pa.array([_count(value) for value in values], pa.int64()))
     return pa.Table.from_arrays(arrays, schema=PAGE_SCHEMA)
+
+
+def _cost(value: object) -> float | None:
+    """A cost as Lago's sums read it: a number, or a text that is one; None when absent."""
+    if value is None:
+        return None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str) and _NUMERIC.fullmatch(value.strip()):
+        return float(value)
+    return UNBILLABLE
+
+
+def _count(value: object) -> int | None:
+    """A token count: a whole number within int64 (given as a number or a text), else None."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        return None
+    return round(number) if math.isfinite(number) and abs(number) < 2**63 else None
 
 
 def frame(slices: Iterable[Slice[pa.Table]]) -> pd.DataFrame:

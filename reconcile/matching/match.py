@@ -58,7 +58,7 @@ def match(rows: pd.DataFrame, events: pd.DataFrame, settings: MatchSettings) -> 
     row_event[by_id[:, 0]], event_row[by_id[:, 1]] = by_id[:, 1], by_id[:, 0]
     matched_by[by_id[:, 0]] = MATCHED_BY.index("id")
     free_rows = np.flatnonzero(row_event < 0)
-    free_events = np.flatnonzero((event_row < 0) & ~copy & ~ours)
+    free_events = np.flatnonzero((event_row < 0) & ~copy & ~ours & ~event_side.unbillable)
     pairs = _fingerprint_pairs(row_side, event_side, free_rows, free_events, settings)
     row_event[pairs[:, 0]], event_row[pairs[:, 1]] = pairs[:, 1], pairs[:, 0]
     matched_by[pairs[:, 0]] = MATCHED_BY.index("fingerprint")

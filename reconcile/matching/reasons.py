@@ -19,8 +19,9 @@ def reasons(
 
     duplicate: a row near its time is alike in every known way (whether or not something else
     bills it), or its transaction id is a row's of the same subscription, or another listed
-    event's; property mismatch: a row of its subscription is near, or its transaction id is a
-    row's under another subscription; else no such request.
+    event's; property mismatch: a row of its subscription is near (also when the event's cost
+    is one Lago cannot sum), or its transaction id is a row's under another subscription;
+    else no such request.
     """
     codes = np.full(len(unexplained), REASONS.index(Reason.NO_SUCH_REQUEST), dtype=np.int8)
     if not len(unexplained):
@@ -40,7 +41,7 @@ def reasons(
     listed = np.bincount(event_hits[event_hits >= 0], minlength=len(ids))
     listed_twice = listed[positions(ids, ids)] > 1
     near = _near(rows, events, unexplained, rows.subscription, events.subscription, settings)
-    lookalike = _lookalike(rows, events, unexplained, settings)
+    lookalike = _lookalike(rows, events, unexplained, settings) & ~events.unbillable[unexplained]
     codes[near | (has_row & ~same_subscription)] = REASONS.index(Reason.PROPERTY_MISMATCH)
     codes[lookalike | (has_row & same_subscription) | listed_twice] = REASONS.index(
         Reason.DUPLICATE

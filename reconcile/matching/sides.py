@@ -41,6 +41,9 @@ class Side:
     """float64 USD, NaN where unknown."""
     loose: np.ndarray
     """bool: the cost's cluster holds costs that are not all alike (see `cost_clusters`)."""
+    unbillable: np.ndarray
+    """bool: an event whose cost Lago cannot sum (+inf, see lago.events.UNBILLABLE): it bills
+    nothing, so it is nobody's."""
     time: np.ndarray
     """int64 Unix ms: "endTime" for rows, the event's timestamp for events."""
     transaction_id: pa.Array | pa.ChunkedArray
@@ -66,10 +69,12 @@ def read_sides(
     _require(rows, ROW_COLUMNS, "rows")
     _require(events, EVENT_COLUMNS, "events")
     row_ids = text(rows["transaction_id"])
-    providers = _providers(rows.get("custom_llm_provider"))
     subscriptions = shared_codes(rows["subscription"], events["subscription"])
     models = shared_codes(
-        rows["model"], events["model"], rewrite=lambda names: model_keys(names, providers)
+        rows["model"],
+        events["model"],
+        rewrite=model_keys,
+        providers=rows.get("custom_llm_provider"),
     )
     costs = [numbers(rows["cost"]), numbers(events["cost"])]
     clusters, loose = cost_clusters(costs, settings.cost_tolerance)
@@ -94,6 +99,7 @@ def read_sides(
                 known=known,
                 cost=np.where(known[COST], costs[index], np.nan),
                 loose=loose[index],
+                unbillable=np.isposinf(costs[index]) if index else np.zeros(len(frame), bool),
                 time=times.astype(np.int64),
                 transaction_id=row_ids if index == 0 else text(frame["transaction_id"]),
                 name=text(frame["request_id"]) if index == 0 else text(frame["transaction_id"]),
@@ -160,35 +166,42 @@ def numbers(column: pd.Series) -> np.ndarray:
     return np.asarray(converted.to_numpy(dtype=np.float64, na_value=np.nan), dtype=np.float64)
 
 
-def _providers(column: pd.Series | None) -> frozenset[str]:
-    """The providers LiteLLM logged for the rows (custom_llm_provider), '' and nulls left out."""
-    if column is None:
-        return frozenset()
-    distinct, _ = _dictionary(column)
-    return frozenset(name for name in distinct.to_pylist() if name)
-
-
 def shared_codes(
     left: pd.Series,
     right: pd.Series,
     *,
-    rewrite: Callable[[pa.Array], pa.Array] | None = None,
+    rewrite: Callable[[pa.Array, pa.Array | None], pa.Array] | None = None,
+    providers: pd.Series | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """int64 codes of two text columns, equal for equal texts; -1 for null or ''.
 
-    `rewrite` maps both sides' texts before they are compared; it only sees distinct values.
+    `rewrite(texts, providers)` maps both sides' texts before they are compared: the left
+    side's with its rows' `providers` (if given), the right side's with None. It only ever
+    sees distinct values (distinct pairs of a text and its provider, on the left).
     """
     parts = []
-    for column in (left, right):
+    for side, column in enumerate((left, right)):
         distinct, indices = _dictionary(column)
-        if rewrite is not None:
-            distinct = rewrite(distinct)
-        parts.append((pc.cast(distinct, pa.large_string()), indices))
+        if rewrite is not None and side == 0 and providers is not None:
+            given, provider = _dictionary(providers)
+            pairs, indices = np.unique(
+                indices * (len(given) + 1) + provider + 1, return_inverse=True
+            )
+            text_of, provider_of = np.divmod(pairs, len(given) + 1)
+            distinct = rewrite(_take(distinct, text_of), _take(given, provider_of - 1))
+        elif rewrite is not None:
+            distinct = rewrite(distinct, None)
+        parts.append((pc.cast(distinct, pa.large_string()), np.asarray(indices, dtype=np.int64)))
     both = pa.concat_arrays([part[0] for part in parts])  # the distinct values only: small
     both = pc.if_else(pc.equal(both, ""), pa.scalar(None, pa.large_string()), both)
     codes = _indices(pc.dictionary_encode(both))
     left_map, right_map = codes[: len(parts[0][0])], codes[len(parts[0][0]) :]
     return _through(left_map, parts[0][1]), _through(right_map, parts[1][1])
+
+
+def _take(values: pa.Array, positions: np.ndarray) -> pa.Array:
+    """values[positions], null where a position is -1."""
+    return pc.take(values, pa.array(positions, pa.int64(), mask=positions < 0))
 
 
 def _dictionary(column: pd.Series) -> tuple[pa.Array, np.ndarray]:

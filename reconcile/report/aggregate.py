@@ -15,7 +15,7 @@ import pyarrow.compute as pc
 from reconcile.attribute import CLASS_ORDER, RowClass
 from reconcile.expected import Expected
 from reconcile.matching import ROW_STATUSES, EventStatus, MatchResult, Reason, RowStatus
-from reconcile.money import exact, exact_sum, tidy
+from reconcile.money import exact, exact_sum, tidy, wide
 from reconcile.report.model import UNATTRIBUTED, ZERO, Line, Status
 
 Key = tuple[str, str]  # (customer, period)
@@ -98,7 +98,8 @@ class Tallies:
 
     def add(self, key: Key, field: str, amount: int | Decimal) -> None:
         """Add to one field of one line."""
-        self.values[key][field] += amount  # type: ignore[assignment]
+        with wide():
+            self.values[key][field] += amount  # type: ignore[assignment]
 
     def grouped(
         self,
@@ -359,6 +360,11 @@ def _add_unexplained(tallies: Tallies, result: MatchResult, label: Periods) -> N
 
 def finish(key: Key, values: Mapping[str, Any], runs: tuple[int, ...], tolerance: Decimal) -> Line:
     """A line from its sums: what Lago holds, the delta and the status."""
+    with wide():
+        return _finish(key, values, runs, tolerance)
+
+
+def _finish(key: Key, values: Mapping[str, Any], runs: tuple[int, ...], tolerance: Decimal) -> Line:
     line = Line(customer=key[0], period=key[1], backfill_runs=runs, **values)
     lago_cost = line.matched_cost + line.unexplained_cost
     delta = line.spend - lago_cost
@@ -394,12 +400,13 @@ def totals(lines: Sequence[Line], tolerance: Decimal) -> Line:
     """The sum of every line, as one line."""
     sums: collections.Counter[str] = collections.Counter()
     runs: set[int] = set()
-    for line in lines:
-        runs.update(line.backfill_runs)
-        for field in dataclasses.fields(Line):
-            value = getattr(line, field.name)
-            if field.name not in _NOT_SUMMED and isinstance(value, int | Decimal):
-                sums[field.name] += value  # type: ignore[assignment]
+    with wide():
+        for line in lines:
+            runs.update(line.backfill_runs)
+            for field in dataclasses.fields(Line):
+                value = getattr(line, field.name)
+                if field.name not in _NOT_SUMMED and isinstance(value, int | Decimal):
+                    sums[field.name] += value  # type: ignore[assignment]
     return finish(("TOTAL", ""), sums, tuple(sorted(runs)), tolerance)
 
 
