@@ -22,10 +22,26 @@ EXACT = pa.decimal256(76, 40)
 """Shortest double texts of costs down to 1e-23 fit exactly; sums up to 1e36 USD."""
 
 
+#: Magnitudes EXACT holds for any double's shortest text: at most 36 integer digits, and at
+#: most 40 decimals for 17 significant digits.
+_EXACT_RANGE = (1e-23, 1e35)
+
+
 def exact(amounts: pa.Array) -> pa.Array | None:
-    """Decimal texts as EXACT decimals (already decimal: as they are); None if one won't fit."""
+    """Decimal texts as EXACT decimals (already decimal: as they are); None if one won't fit.
+
+    Arrow's cast to a decimal raises on most values that do not fit, but wraps some (a
+    309-digit integer, or 1e-230 written out, reads as 0): magnitudes are checked first.
+    """
     if pa.types.is_decimal(amounts.type):
         return amounts
+    if len(amounts) - amounts.null_count:
+        magnitudes = pc.abs(pc.cast(amounts, pa.float64()))
+        largest = pc.max(magnitudes).as_py()
+        smallest = pc.min(pc.filter(magnitudes, pc.greater(magnitudes, 0))).as_py()
+        low, high = _EXACT_RANGE
+        if largest is None or not largest < high or (smallest is not None and smallest < low):
+            return None
     try:
         return pc.cast(amounts, EXACT)
     except pa.ArrowInvalid:

@@ -4,8 +4,10 @@ must agree on the subscription, and token counts under either name."""
 
 import dataclasses
 import datetime as dt
+import decimal
 import random
 from collections.abc import Callable, Iterator
+from decimal import Decimal
 from pathlib import Path
 
 import httpx
@@ -331,3 +333,26 @@ def test_a_backfill_of_one_customer_gives_its_rows_the_ids_a_full_one_does(
     everyone = backfill(litellm_db, lago, job(day), now=later)
     assert (only_b.sent, everyone.sent, everyone.matched_by_id) == (1, 1, 1)
     billed_once(lago, [first, second])
+
+
+def test_sums_of_any_doubles_are_exact_from_end_to_end(
+    litellm_db: Database, insert: Callable[..., None], factory: SpendLogFactory, lago: LagoEmulator
+) -> None:
+    """1e30 + 0.5 + the largest double: 310 digits no default decimal context keeps."""
+    start = MIDNIGHT.replace(tzinfo=None) + 10 * HOUR
+    costs = [1e30, 0.5, 1.7976931348623157e308]
+    insert(*(factory.success(start + index * HOUR, end_user="cust-x", spend=cost)
+             for index, cost in enumerate(costs)))  # fmt: skip
+    env = {"DATABASE_URL": litellm_db.url(), "LAGO_API_BASE": lago.url, "LAGO_API_KEY": KEY,
+           "LAGO_API_EVENT_CODE": CODE}  # fmt: skip
+    window = ["--since", "2026-11-01", "--until", "2026-11-02"]
+    assert run(["migrate"], env=env).exit_code == 0
+    sent = run(["backfill", *window], env=env)
+    assert sent.exit_code == 0, sent.stderr
+    report = run(["report", *window, "--format", "csv"], env=env)
+    assert report.exit_code == 0, report.stderr
+    with decimal.localcontext(prec=1000):
+        exact = sum((Decimal(repr(cost)) for cost in costs), Decimal(0))
+    total = report.stdout.splitlines()[-1].split(",")
+    assert Decimal(total[6]) == exact  # spend
+    assert format(exact, "f") in sent.stderr.replace(",", "")

@@ -327,10 +327,11 @@ def _held(
         return costs
     replacements = pc.cast(pa.array(held[other]), pa.string())
     if pa.types.is_decimal(costs.type):
-        try:
-            replacements = pc.cast(replacements, costs.type)
-        except pa.ArrowInvalid:  # too small for EXACT: all as texts, summed in Python
+        decimals = exact(replacements)
+        if decimals is None:  # too small or too large for EXACT: all as texts, summed in Python
             costs = pc.cast(costs, pa.string())
+        else:
+            replacements = decimals
     return pc.replace_with_mask(costs, pa.array(other), replacements)
 
 
