@@ -27,7 +27,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from reconcile.transaction_id import transaction_ids
+from reconcile.transaction_id import alternate_ids, transaction_ids
 
 EVENT_SCHEMA = pa.schema(
     [
@@ -47,6 +47,7 @@ EVENT_SCHEMA = pa.schema(
         ("end_ms", pa.int64()),
         ("cost", pa.float64()),
         ("custom_llm_provider", pa.string()),
+        ("alternate_id", pa.string()),  # see transaction_id.alternate_ids
     ]
 )
 
@@ -95,6 +96,7 @@ def build_events(billable_rows: pa.Table, code: str) -> pa.Table:
             rows.column("custom_llm_provider")
             if "custom_llm_provider" in rows.column_names
             else pa.nulls(rows.num_rows, pa.string()),
+            alternate_ids(rows, code),
         ],
         schema=EVENT_SCHEMA,
     )

@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 #: The rows' columns the matcher reads, under its names.
 ROW_COLUMNS = {
     "transaction_id": "transaction_id",
+    "alternate_id": "alternate_id",
     "litellm_request_id": "request_id",
     "external_subscription_id": "subscription",
     "model": "model",

@@ -78,11 +78,37 @@ def transaction_ids(rows: pa.Table, code: str) -> tuple[pa.StringArray, np.ndarr
     """
     call_id = rows.column("call_id").combine_chunks()
     has_call = pc.is_valid(call_id).to_numpy(zero_copy_only=False)
-    shared = _shared_call_ids(rows)
-    by_request = ~has_call | shared
+    shared, _ = _shared_call_ids(rows)
+    ids = _ids(rows, code, by_request=~has_call | shared)
+    basis = np.select(
+        [shared, ~has_call], [IdBasis.REQUEST_ID_SHARED_CALL, IdBasis.REQUEST_ID], IdBasis.CALL_ID
+    ).astype(np.int8)
+    return ids, basis
+
+
+def alternate_ids(rows: pa.Table, code: str) -> pa.StringArray:
+    """For rows sharing a call id and start millisecond, the id of their other identity.
+
+    Which of them keeps the call id depends on their insert times, and a row inserted late
+    may have the earlier one: an id sent before it came is then the other identity of its
+    row. The matcher accepts either (with the row's own subscription and cost); other rows
+    get null. The same contract as `transaction_ids`, computed only for the few rows it
+    concerns.
+    """
+    shared, grouped = _shared_call_ids(rows)
+    alternates = pa.nulls(rows.num_rows, pa.string())
+    if not grouped.any():
+        return alternates
+    members = rows.filter(pa.array(grouped))
+    ids = _ids(members, code, by_request=~shared[grouped])
+    return pc.replace_with_mask(alternates, pa.array(grouped), ids)
+
+
+def _ids(rows: pa.Table, code: str, *, by_request: np.ndarray) -> pa.StringArray:
+    """Each row's id from its call identity, or from its request identity where `by_request`."""
     keys = pc.binary_join_element_wise(
         f"{VERSION}{SEP}{code}{SEP}call",
-        call_id,
+        rows.column("call_id").combine_chunks(),
         pc.cast(rows.column("start_ms").combine_chunks(), pa.string()),
         SEP,
     )
@@ -94,14 +120,15 @@ def transaction_ids(rows: pa.Table, code: str) -> tuple[pa.StringArray, np.ndarr
         keys = pc.replace_with_mask(keys, pa.array(by_request), request_keys)
     messages = pc.cast(keys, pa.binary()).to_pylist()
     digests = b"".join(map(methodcaller("digest"), map(hashlib.sha256, messages)))
-    basis = np.select(
-        [shared, ~has_call], [IdBasis.REQUEST_ID_SHARED_CALL, IdBasis.REQUEST_ID], IdBasis.CALL_ID
-    ).astype(np.int8)
-    return _prefixed_hex(digests, len(messages)), basis
+    return _prefixed_hex(digests, len(messages))
 
 
-def _shared_call_ids(rows: pa.Table) -> np.ndarray:
-    """True for each row but the first (by insert time, then request_id) of a shared identity."""
+def _shared_call_ids(rows: pa.Table) -> tuple[np.ndarray, np.ndarray]:
+    """Which rows share their call identity with an earlier one, and which with any other.
+
+    The first: every row but the first (by insert time, then request_id) of a shared identity;
+    the second: every row of such a group (two rows or more).
+    """
     order = pc.sort_indices(
         rows.select(["start_ms", "call_id", "created_ms", "request_id"]),
         sort_keys=[
@@ -119,9 +146,12 @@ def _shared_call_ids(rows: pa.Table) -> np.ndarray:
         same_as_previous[1:] = (start_ms[1:] == start_ms[:-1]) & same_call.to_numpy(
             zero_copy_only=False
         )
-    shared = np.empty(len(order), dtype=bool)
-    shared[order.to_numpy()] = same_as_previous
-    return shared
+    same_as_next = np.r_[same_as_previous[1:], False]
+    positions = order.to_numpy()
+    shared, grouped = np.empty(len(order), dtype=bool), np.empty(len(order), dtype=bool)
+    shared[positions] = same_as_previous
+    grouped[positions] = same_as_previous | same_as_next
+    return shared, grouped
 
 
 _HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)

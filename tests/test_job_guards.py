@@ -356,3 +356,24 @@ def test_sums_of_any_doubles_are_exact_from_end_to_end(
     total = report.stdout.splitlines()[-1].split(",")
     assert Decimal(total[6]) == exact  # spend
     assert format(exact, "f") in sent.stderr.replace(",", "")
+
+
+def test_a_row_inserted_late_with_an_earlier_insert_time_takes_no_id_already_billed(
+    litellm_db: Database, insert: Callable[..., None], factory: SpendLogFactory, lago: LagoEmulator
+) -> None:
+    """B is billed alone in its millisecond, with the call identity; A, with the same call id and
+    millisecond and an earlier insert time (a transaction that committed late), then takes the
+    call identity and B the request one: B's event still bills B, and A gets its own."""
+    start = MIDNIGHT.replace(tzinfo=None) + 10 * HOUR
+    later_row = factory.success(start, end_user="cust-b", litellm_call_id="reused",
+                                created_at=start + dt.timedelta(seconds=5))  # fmt: skip
+    early_row = factory.success(start, end_user="cust-a", litellm_call_id="reused",
+                                created_at=start + dt.timedelta(seconds=4))  # fmt: skip
+    commands.migrate(commands.StateSettings(litellm_db))
+    day, later = Window(MIDNIGHT, MIDNIGHT + 24 * HOUR), MIDNIGHT + 72 * HOUR
+    insert(later_row)
+    assert backfill(litellm_db, lago, job(day), now=later).sent == 1
+    insert(early_row)
+    again = backfill(litellm_db, lago, job(day), now=later)
+    assert (again.sent, again.matched_by_id, again.unexplained) == (1, 1, {})
+    billed_once(lago, [later_row, early_row])

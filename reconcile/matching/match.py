@@ -56,7 +56,17 @@ def match(rows: pd.DataFrame, events: pd.DataFrame, settings: MatchSettings) -> 
     ours = flags(pc.starts_with(event_side.transaction_id, PREFIX))
     by_id = _match_by_id(row_side, event_side, np.flatnonzero(ours & ~copy))
     row_event[by_id[:, 0]], event_row[by_id[:, 1]] = by_id[:, 1], by_id[:, 0]
-    matched_by[by_id[:, 0]] = MATCHED_BY.index("id")
+    by_alternate = _match_by_alternate_id(
+        row_side,
+        event_side,
+        np.flatnonzero(row_event < 0),
+        np.flatnonzero(ours & ~copy & (event_row < 0)),
+    )
+    row_event[by_alternate[:, 0]], event_row[by_alternate[:, 1]] = (
+        by_alternate[:, 1],
+        by_alternate[:, 0],
+    )
+    matched_by[row_event >= 0] = MATCHED_BY.index("id")
     free_rows = np.flatnonzero(row_event < 0)
     free_events = np.flatnonzero((event_row < 0) & ~copy & ~ours & ~event_side.unbillable)
     pairs = _fingerprint_pairs(row_side, event_side, free_rows, free_events, settings)
@@ -159,3 +169,30 @@ def _match_by_id(rows: Side, events: Side, candidates: np.ndarray) -> np.ndarray
             if same:
                 pairs.append(np.array([[row_position, same[0]]], dtype=np.int64))
     return np.concatenate(pairs).astype(np.int64).reshape(-1, 2)
+
+
+def _match_by_alternate_id(
+    rows: Side, events: Side, free_rows: np.ndarray, candidates: np.ndarray
+) -> np.ndarray:
+    """(row, event) pairs by the other identity of rows sharing a call id and millisecond.
+
+    An event sent while a row stood alone in its millisecond carries the call identity; once
+    a row inserted earlier joins it, the row's own id is its request identity. The event still
+    bills it if it carries the row's subscription and its very cost.
+    """
+    with_alternate = free_rows[
+        flags(pc.is_valid(rows.alternate_id.take(pa.array(free_rows, pa.int64()))))
+    ]
+    if not len(with_alternate) or not len(candidates):
+        return np.zeros((0, 2), dtype=np.int64)
+    alternates = whole(rows.alternate_id.take(pa.array(with_alternate, pa.int64())))
+    ids = whole(events.transaction_id.take(pa.array(candidates, pa.int64())))
+    position = positions(alternates, ids)
+    found = np.flatnonzero(position >= 0)
+    row, event = with_alternate[found], candidates[position[found]]
+    agree = (rows.subscription[row] == events.subscription[event]) & (
+        rows.cost[row] == events.cost[event]
+    )
+    row, event = row[agree], event[agree]
+    _, first = np.unique(event, return_index=True)  # one row per event
+    return np.column_stack([row[first], event[first]]).astype(np.int64).reshape(-1, 2)

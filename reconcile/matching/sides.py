@@ -47,6 +47,8 @@ class Side:
     time: np.ndarray
     """int64 Unix ms: "endTime" for rows, the event's timestamp for events."""
     transaction_id: pa.Array | pa.ChunkedArray
+    alternate_id: pa.Array | pa.ChunkedArray
+    """Rows: the other identity's id of a row sharing a call id and millisecond (else null)."""
     name: pa.Array | pa.ChunkedArray
     """What breaks ties in time: request_id for rows, transaction_id for events."""
 
@@ -102,6 +104,9 @@ def read_sides(
                 unbillable=np.isposinf(costs[index]) if index else np.zeros(len(frame), bool),
                 time=times.astype(np.int64),
                 transaction_id=row_ids if index == 0 else text(frame["transaction_id"]),
+                alternate_id=text(frame["alternate_id"])
+                if index == 0 and "alternate_id" in frame
+                else pa.nulls(len(frame), pa.string()),
                 name=text(frame["request_id"]) if index == 0 else text(frame["transaction_id"]),
             )
         )
