@@ -210,7 +210,9 @@ def nightly_window(
     """The nightly window, or None when it is empty; refuses a window past retention.
 
     It runs from where the last nightly run's full coverage ended, minus the lookback (first
-    run: --since, or a day back), to now minus the settle delay.
+    run: --since, or a day back), to now minus the settle delay. After an outage longer than
+    the retention, it resumes at --since if that is within the retention (the operator has
+    reconciled the rest with `backfill`).
     """
     until = now - settle
     if covered_until is not None:
@@ -218,13 +220,17 @@ def nightly_window(
     else:
         since = schedule.first_since or until - dt.timedelta(days=1)
     horizon = now - schedule.retention
+    resume = schedule.first_since
+    if since < horizon and covered_until is not None and resume is not None and resume >= horizon:
+        since = resume
     if since < horizon:
         raise ConfigError(
             f"the window would start at {format_instant(since)}, more than "
             f"{schedule.retention.days} days ago: LiteLLM may have deleted those spend logs "
             "(maximum_spend_logs_retention_period). Reconcile what remains with `reconcile "
-            f"backfill --since {format_instant(horizon)}`, or raise --retention-days if LiteLLM "
-            "keeps them longer"
+            f"backfill --since {format_instant(since)} --until {format_instant(horizon)}`, then "
+            f"resume with `reconcile run --since {format_instant(horizon)}` once; or raise "
+            "--retention-days if LiteLLM keeps them longer"
         )
     return Window(since, until) if since < until else None
 
@@ -242,7 +248,9 @@ def run(
     """The nightly job: reconcile from where its last full coverage ended (None: nothing yet).
 
     Only the nightly job's own runs count (not a backfill, a dry run or a --customer run):
-    whatever else ran, it never skips a stretch it has not covered in full itself.
+    whatever else ran, it never skips a stretch it has not covered in full itself. Before it
+    covered anything, it starts at the earliest of `schedule.first_since` and where an earlier
+    attempt began (one that failed).
     """
     source_id = server_identity(source)
     with (
@@ -251,12 +259,17 @@ def run(
         wide(),
     ):
         _lock(ledger, source, source_id, settings.code, settings.charge_by)
-        last = ledger.last_coverage(
-            source_id=source_id,
-            source=str(source),
-            code=settings.code,
-            charge_by=settings.charge_by.value,
-        )
+        identity = {
+            "source_id": source_id,
+            "source": str(source),
+            "code": settings.code,
+            "charge_by": settings.charge_by.value,
+        }
+        last = ledger.last_coverage(**identity)
+        if last is None:  # never covered: from the earliest attempt, if one failed before
+            begun = ledger.first_attempt(**identity)
+            starts = [start for start in (begun, schedule.first_since) if start is not None]
+            schedule = dataclasses.replace(schedule, first_since=min(starts, default=None))
         window = nightly_window(last, schedule, now, settings.settle)
         if window is None:
             return None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import logging
 from collections.abc import Callable, Iterator
 
 import numpy as np
@@ -14,6 +15,8 @@ from reconcile.attribute import Tally, billable, classify, tally
 from reconcile.build_events import EVENT_SCHEMA, build_events
 from reconcile.margins import Margins
 from reconcile.window import Window
+
+log = logging.getLogger(__name__)
 
 EXPECTED_SCHEMA = EVENT_SCHEMA.append(pa.field("in_window", pa.bool_()))
 
@@ -64,6 +67,9 @@ def expected_events(
         nonlocal totals, last_end
         classified = classify(rows)
         start = classified.column("start_ms").to_numpy()
+        lasted = classified.column("end_ms").to_numpy() - start
+        if len(lasted) and lasted.max() > longest_ms:
+            too_long.append((int(lasted.max()), int((lasted > longest_ms).sum())))
         mine = (start >= bounds[0]) & (start < bounds[1])
         if customers:
             mine &= _among(classified.column("charge_by_id"), wanted)
@@ -84,6 +90,8 @@ def expected_events(
             last_end = latest if last_end is None else max(last_end, latest)
         chunks.append(events.append_column("in_window", pa.array(inside)))
 
+    longest_ms = int(margins.longest.total_seconds() * 1000)
+    too_long: list[tuple[int, int]] = []
     long_before = margins.long_rows_before(window)
     if long_before is not None:
         for rows in read(*long_before):
@@ -96,6 +104,15 @@ def expected_events(
     if after is not None:
         for rows in read(after, None):
             take(rows)
+    if too_long:
+        log.warning(
+            "%s request(s) lasted longer than --longest-request (%s; the longest: %.1f h): the "
+            "window after theirs does not read them, and may bill an identical request with "
+            "their event; raise --longest-request above the longest",
+            f"{sum(count for _, count in too_long):,}",
+            margins.longest,
+            max(lasted for lasted, _ in too_long) / 3_600_000,
+        )
     events = pa.concat_tables(chunks) if chunks else EXPECTED_SCHEMA.empty_table()
     return Expected(events=events, tally=totals, listing=listing)
 

@@ -153,6 +153,15 @@ class Ledger:
         ).fetchone()
         return row[0] if row else None
 
+    def first_attempt(
+        self, *, source_id: str, source: str, code: str, charge_by: str
+    ) -> dt.datetime | None:
+        """Where the nightly job's earliest run on this source began, whatever its outcome."""
+        row = self._run(
+            "first_attempt", source_id=source_id, source=source, code=code, charge_by=charge_by
+        ).fetchone()
+        return row[0] if row else None
+
     def start_run(
         self,
         *,

@@ -39,6 +39,15 @@ WHERE mode = 'run' AND status = 'succeeded'
   AND NOT coalesce((settings ->> 'dry_run')::boolean, false)
   AND coalesce(jsonb_array_length(settings -> 'customers'), 0) = 0;
 
+-- name: first_attempt
+-- Where the nightly job's earliest run began (whatever became of it): before the nightly job
+-- has covered anything, it starts there, so a first run that failed is never skipped over.
+SELECT min(window_since)
+FROM {schema}.runs
+WHERE mode = 'run'
+  AND event_code = %(code)s AND charge_by = %(charge_by)s
+  AND (source_id = %(source_id)s OR (source_id IS NULL AND source = %(source)s));
+
 -- name: start_run
 INSERT INTO {schema}.runs (mode, source, source_id, event_code, charge_by, window_since,
                            window_until, settings)

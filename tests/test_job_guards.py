@@ -377,3 +377,54 @@ def test_a_row_inserted_late_with_an_earlier_insert_time_takes_no_id_already_bil
     again = backfill(litellm_db, lago, job(day), now=later)
     assert (again.sent, again.matched_by_id, again.unexplained) == (1, 1, {})
     billed_once(lago, [later_row, early_row])
+
+
+def test_a_first_nightly_run_that_failed_is_where_the_next_one_starts(
+    litellm_db: Database, two_days: list[SpendLog], lago: LagoEmulator
+) -> None:
+    """The operator's first run (--since two days back) fails; cron's next run, without --since,
+    starts there too, not a day back: nothing is skipped."""
+    lago.faults.server_error(10_000)
+    failing = LagoClient(lago.url, KEY, sleep=lambda _: None, retry=RetryPolicy(total_seconds=0.2))
+    with failing, pytest.raises(LagoUnavailable):
+        commands.run(
+            litellm_db, commands.LagoSettings(lago.url, KEY), commands.StateSettings(litellm_db),
+            job(Window(MIDNIGHT, MIDNIGHT + HOUR)), commands.Schedule(first_since=MIDNIGHT),
+            now=MIDNIGHT + 50 * HOUR, client=failing,
+        )  # fmt: skip
+    lago.faults.clear()
+    with LagoClient(lago.url, KEY) as client:
+        cron = commands.run(
+            litellm_db, commands.LagoSettings(lago.url, KEY), commands.StateSettings(litellm_db),
+            job(Window(MIDNIGHT, MIDNIGHT + HOUR)), commands.Schedule(), now=MIDNIGHT + 51 * HOUR,
+            client=client,
+        )  # fmt: skip
+    assert cron is not None
+    assert cron.settings.window.since == MIDNIGHT
+    billed_once(lago, two_days)
+
+
+def test_a_request_longer_than_the_longest_considered_is_warned_about(
+    litellm_db: Database,
+    insert: Callable[..., None],
+    factory: SpendLogFactory,
+    lago: LagoEmulator,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    start = MIDNIGHT.replace(tzinfo=None) + 10 * HOUR
+    insert(factory.success(start, end=start + 7 * HOUR))
+    commands.migrate(commands.StateSettings(litellm_db))
+    backfill(
+        litellm_db, lago, job(Window(MIDNIGHT, MIDNIGHT + 24 * HOUR)), now=MIDNIGHT + 72 * HOUR
+    )
+    assert "1 request(s) lasted longer than --longest-request (6:00:00; the longest: 7.0 h)" in (
+        caplog.text
+    )
+
+
+def test_a_lookback_shorter_than_the_longest_request_is_refused(litellm_db: Database) -> None:
+    env = {"DATABASE_URL": litellm_db.url(), "LAGO_API_BASE": "http://127.0.0.1:9",
+           "LAGO_API_KEY": KEY, "LAGO_API_EVENT_CODE": CODE}  # fmt: skip
+    refused = run(["run", "--lookback", "1h"], env=env)
+    assert refused.exit_code == 2
+    assert "--lookback 1h is shorter than --longest-request 6h" in refused.stderr

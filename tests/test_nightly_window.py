@@ -50,8 +50,19 @@ def test_windows_beyond_retention_are_refused_with_a_way_out() -> None:
         nightly_window(NOW - 40 * 24 * HOUR, Schedule(), NOW)
     message = str(raised.value)
     assert "more than 30 days ago: LiteLLM may have deleted those spend logs" in message
-    assert "reconcile backfill --since 2026-10-28T02:15:00Z" in message
+    assert "reconcile backfill --since 2026-10-17T02:15:00Z --until 2026-10-28T02:15:00Z" in message
+    assert "`reconcile run --since 2026-10-28T02:15:00Z` once" in message
     assert (
         nightly_window(NOW - 40 * 24 * HOUR, Schedule(retention=dt.timedelta(days=60)), NOW)
         is not None
     )
+
+
+def test_after_a_long_outage_the_run_resumes_at_since_within_the_retention() -> None:
+    """Once the older part is backfilled, `run --since <horizon>` moves the nightly job on."""
+    resume = NOW - 29 * 24 * HOUR
+    window = nightly_window(NOW - 40 * 24 * HOUR, Schedule(first_since=resume), NOW)
+    assert window is not None
+    assert window.since == resume
+    with pytest.raises(ConfigError):  # a --since beyond the retention does not help
+        nightly_window(NOW - 40 * 24 * HOUR, Schedule(first_since=NOW - 35 * 24 * HOUR), NOW)

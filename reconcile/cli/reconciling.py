@@ -30,7 +30,7 @@ from reconcile.cli.options import (
     window,
     window_options,
 )
-from reconcile.errors import EXIT_UNSENT
+from reconcile.errors import EXIT_UNSENT, ConfigError
 from reconcile.postgres import Database, parse_database_url
 from reconcile.report.build import run_report
 from reconcile.report.formats import summary_text
@@ -164,7 +164,8 @@ def backfill(
     "--since",
     metavar="TIME",
     default=None,
-    help="Where the very first run starts.  [default: a day before now minus --settle]",
+    help="Where the first run starts (default: a day before now minus --settle); after an "
+    "outage longer than --retention-days, where to resume (once the rest is backfilled).",
 )
 @click.option(
     "--lookback",
@@ -203,19 +204,33 @@ def run(
       reconcile migrate && reconcile run
     """
     common = _Common(**options)
+    job = _job(ctx, common, "run", _PLACEHOLDER, frozenset())  # its window: chosen by the run
+    lookback_given = parse_duration(lookback, option="--lookback")
+    if lookback_given < job.margins.longest:
+        raise ConfigError(
+            f"--lookback {lookback} is shorter than --longest-request "
+            f"{common.longest_request}: a request still running when a night ends would start "
+            "before the next night's window and never be billed; give a --lookback of at least "
+            "--longest-request"
+        )
     schedule = commands.Schedule(
-        lookback=parse_duration(lookback, option="--lookback"),
+        lookback=lookback_given,
         retention=dt.timedelta(days=retention_days),
         first_since=parse_instant(since, option="--since") if since else None,
     )
-    placeholder = Window(dt.datetime(2000, 1, 1, tzinfo=UTC), dt.datetime(2000, 1, 2, tzinfo=UTC))
-    job = _job(ctx, common, "run", placeholder, frozenset())  # its window: chosen by the run
     source, lago, state = _targets(ctx, common)
     summary = commands.run(source, lago, state, job, schedule, now=dt.datetime.now(UTC))
     if summary is None:
-        click.echo("nothing to reconcile yet: the last run ended less than --settle ago", err=True)
+        click.echo(
+            "nothing to reconcile yet: the window would end (now minus --settle) before it starts "
+            "(where the last nightly run's coverage ended minus --lookback, or --since)",
+            err=True,
+        )
         return
     _finish(ctx, summary, source, lago.base_url)
+
+
+_PLACEHOLDER = Window(dt.datetime(2000, 1, 1, tzinfo=UTC), dt.datetime(2000, 1, 2, tzinfo=UTC))
 
 
 def _job(
