@@ -75,6 +75,7 @@ def reconcile_window(
         _reconcile(database, client, ledger, settings, summary, confirm, now)
     except BaseException as error:
         summary.lago_requests = client.requests - requests_before
+        summary.unsent = summary.missing - summary.sent - summary.already_in_lago
         try:
             ledger.finish_run(
                 run_id, "failed", summary.counts(), error=f"{type(error).__name__}: {error}"
@@ -139,10 +140,7 @@ def _reconcile(
     )
     if to_send and not settings.dry_run and confirm(summary.plan):
         with clock("backfill"):
-            report = _send(client, ledger, summary.run_id or 0, to_send)
-        summary.sent, summary.already_in_lago = report.sent, len(report.already_in_lago)
-        delivered = set(report.delivered)
-        summary.sent_spend = _spend(event for event in to_send if event_name(event) in delivered)
+            report = _send(client, ledger, summary, to_send)
         in_lago = pa.array(
             [name for name, _ in [*report.delivered, *report.already_in_lago]], pa.string()
         )
@@ -185,26 +183,43 @@ def _covered_until(
 
 
 def _send(
-    client: LagoClient, ledger: Ledger, run_id: int, events: list[dict[str, Any]]
+    client: LagoClient, ledger: Ledger, summary: RunSummary, events: list[dict[str, Any]]
 ) -> SendReport:
-    """Send, with the ledger written first (`sending`) and each outcome recorded as it comes."""
+    """Send, with the ledger written first (`sending`) and each outcome recorded as it comes.
+
+    The summary counts what was delivered as it goes: a run that fails halfway records (and
+    says) how much it sent before the error.
+    """
+    run_id = summary.run_id or 0
     ledger.record_sending(run_id, events)  # first: an interruption leaves a trace to confirm
-    waiting = SendReport()
+    costs = {event_name(event): event["properties"]["response_cost"] for event in events}
+    waiting, done = SendReport(), SendReport()
 
     def record(part: SendReport) -> None:
         waiting.add(part)
+        done.add(part)
+        summary.sent, summary.already_in_lago = done.sent, len(done.already_in_lago)
         if len(waiting.delivered) + len(waiting.already_in_lago) >= RECORD_EVERY:
             _flush(ledger, run_id, waiting)
 
     try:
         report = client.send_events(events, on_batch=record)
     except BaseException:
+        summary.sent_spend = exact_sum(costs[name] for name in done.delivered)
+        log.warning(
+            "%s event(s) were delivered (and %s found already in Lago) before the error; "
+            "running again sends the rest",
+            f"{done.sent:,}",
+            f"{len(done.already_in_lago):,}",
+        )
         try:  # what was delivered stays recorded, even on failure...
             _flush(ledger, run_id, waiting)
         except Exception as ledger_error:  # ...but the first error is the one to show
             log.warning("the ledger could not record what was sent: %s", ledger_error)
         raise
     _flush(ledger, run_id, waiting)
+    summary.sent, summary.already_in_lago = report.sent, len(report.already_in_lago)
+    summary.sent_spend = exact_sum(costs[name] for name in report.delivered)
     return report
 
 

@@ -24,7 +24,7 @@ def migrations(schema: str) -> list[tuple[str, str]]:
     """Every migration of sql/ledger, in order, as (name, SQL with the schema filled in)."""
     folder = files("reconcile.sql").joinpath("ledger")
     names = sorted(entry.name for entry in folder.iterdir() if entry.name.endswith(".sql"))
-    quoted = sql.Identifier(schema).as_string()
+    quoted = queries.schema_identifier(schema)
     return [
         (name, folder.joinpath(name).read_text(encoding="utf-8").replace("{schema}", quoted))
         for name in names
@@ -54,7 +54,7 @@ def migrate(database: Database, schema: str = DEFAULT_SCHEMA) -> list[str]:
 def migration_script(schema: str = DEFAULT_SCHEMA) -> str:
     """What `migrate` runs, as one script a DBA can read and apply with psql (idempotent)."""
     statements = queries.named("ledger.sql", schema=schema)
-    quoted = sql.Identifier(schema).as_string()
+    quoted = queries.schema_identifier(schema)
     parts = [
         "BEGIN;",
         f"CREATE SCHEMA IF NOT EXISTS {quoted};",

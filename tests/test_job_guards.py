@@ -194,7 +194,10 @@ def test_one_lock_and_one_history_per_database_whatever_the_url(
 
 
 def test_what_was_delivered_before_a_failure_is_in_the_ledger(
-    litellm_db: Database, two_days: list[SpendLog], lago: LagoEmulator
+    litellm_db: Database,
+    two_days: list[SpendLog],
+    lago: LagoEmulator,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """Lago stops answering after two batches: those 200 events are recorded `sent` at once,
     and the run `failed`, with the original error."""
@@ -208,12 +211,16 @@ def test_what_was_delivered_before_a_failure_is_in_the_ledger(
     with connect(litellm_db) as connection:
         statuses = dict(connection.execute(
             "SELECT status, count(*) FROM litellm_reconcile.sent_events GROUP BY 1").fetchall())  # fmt: skip
-        run_status = connection.execute(
-            "SELECT status, error FROM litellm_reconcile.runs"
+        ((status, error, counts),) = connection.execute(
+            "SELECT status, error, counts FROM litellm_reconcile.runs"
         ).fetchall()
     assert statuses["sent"] == 200
-    assert run_status[0][0] == "failed"
-    assert "LagoUnavailable" in run_status[0][1]
+    assert (status, counts["sent"], counts["unsent"]) == ("failed", 200, counts["missing"] - 200)
+    assert Decimal(counts["sent_spend"]) > 0
+    assert "LagoUnavailable" in error
+    assert "200 event(s) were delivered (and 0 found already in Lago) before the error" in (
+        caplog.text
+    )
 
 
 def test_a_dead_ledger_does_not_hide_the_error_that_stopped_the_run(
@@ -428,3 +435,13 @@ def test_a_lookback_shorter_than_the_longest_request_is_refused(litellm_db: Data
     refused = run(["run", "--lookback", "1h"], env=env)
     assert refused.exit_code == 2
     assert "--lookback 1h is shorter than --longest-request 6h" in refused.stderr
+
+
+def test_a_schema_name_cannot_carry_sql(litellm_db: Database) -> None:
+    """The name is written into the migration's comments: a newline would end one."""
+    bad = "x\nCREATE TABLE public.pwned (i int);--"
+    refused = run(["migrate", "--state-schema", bad], env={"DATABASE_URL": litellm_db.url()})
+    assert refused.exit_code == 2
+    assert "contains control characters" in refused.stderr
+    with connect(litellm_db) as connection:
+        assert connection.execute("SELECT to_regclass('public.pwned')").fetchone() == (None,)

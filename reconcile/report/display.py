@@ -133,8 +133,11 @@ def customer_counts(report: Report) -> dict[Status, int]:
 
 
 def not_billable_spend(line: Line) -> Decimal:
-    """Spend LiteLLM recorded that no one bills: no charge-by id, a failure, a negative cost."""
-    return line.unattributable_spend + line.failed_spend + line.negative_cost_spend
+    """Spend LiteLLM recorded that no one bills: no charge-by id, or a failure.
+
+    Negative costs (never sent either) are not added in: they would net against the rest.
+    """
+    return line.unattributable_spend + line.failed_spend
 
 
 def lost_spend_total(report: Report) -> Decimal:

@@ -154,7 +154,7 @@ def _cards(report: Report) -> str:
                 cents(totals.unexplained_cost),
                 f"{totals.unexplained_events:,} events",
             ),
-            _card("Not billable", cents(not_billable_spend(totals)), "no id, failed or negative"),
+            _card("Not billable", cents(not_billable_spend(totals)), "no id or failed"),
             _card(
                 "Under-billed",
                 f"{customers[under]:,}",
