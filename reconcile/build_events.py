@@ -27,7 +27,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from reconcile.transaction_id import alternate_ids, transaction_ids
+from reconcile.transaction_id import identities
 
 EVENT_SCHEMA = pa.schema(
     [
@@ -47,7 +47,7 @@ EVENT_SCHEMA = pa.schema(
         ("end_ms", pa.int64()),
         ("cost", pa.float64()),
         ("custom_llm_provider", pa.string()),
-        ("alternate_id", pa.string()),  # see transaction_id.alternate_ids
+        ("alternate_id", pa.string()),  # see transaction_id.identities
     ]
 )
 
@@ -74,7 +74,7 @@ def build_events(billable_rows: pa.Table, code: str) -> pa.Table:
             billable_rows, sort_keys=[("start_ms", "ascending"), ("request_id", "ascending")]
         )
     )
-    ids, basis = transaction_ids(rows, code)
+    ids, basis, alternates = identities(rows, code)
     return pa.table(
         [
             ids,
@@ -96,7 +96,7 @@ def build_events(billable_rows: pa.Table, code: str) -> pa.Table:
             rows.column("custom_llm_provider")
             if "custom_llm_provider" in rows.column_names
             else pa.nulls(rows.num_rows, pa.string()),
-            alternate_ids(rows, code),
+            alternates,
         ],
         schema=EVENT_SCHEMA,
     )

@@ -76,32 +76,31 @@ def transaction_ids(rows: pa.Table, code: str) -> tuple[pa.StringArray, np.ndarr
     Rows sharing a call id and start millisecond must all be in `rows`: the reader's chunks
     never split a millisecond.
     """
+    ids, basis, _ = identities(rows, code)
+    return ids, basis
+
+
+def identities(rows: pa.Table, code: str) -> tuple[pa.StringArray, np.ndarray, pa.Array]:
+    """`transaction_ids`, and for rows sharing a call id and start millisecond their other id.
+
+    Which of those rows keeps the call id depends on their insert times, and a row inserted
+    late may have the earlier one: an id sent before it came is then the other identity of its
+    row. The matcher accepts either (with the row's own subscription and cost). Other rows get
+    a null alternate; the few alternates cost one more hash each.
+    """
     call_id = rows.column("call_id").combine_chunks()
     has_call = pc.is_valid(call_id).to_numpy(zero_copy_only=False)
-    shared, _ = _shared_call_ids(rows)
+    shared, grouped = _shared_call_ids(rows)
     ids = _ids(rows, code, by_request=~has_call | shared)
     basis = np.select(
         [shared, ~has_call], [IdBasis.REQUEST_ID_SHARED_CALL, IdBasis.REQUEST_ID], IdBasis.CALL_ID
     ).astype(np.int8)
-    return ids, basis
-
-
-def alternate_ids(rows: pa.Table, code: str) -> pa.StringArray:
-    """For rows sharing a call id and start millisecond, the id of their other identity.
-
-    Which of them keeps the call id depends on their insert times, and a row inserted late
-    may have the earlier one: an id sent before it came is then the other identity of its
-    row. The matcher accepts either (with the row's own subscription and cost); other rows
-    get null. The same contract as `transaction_ids`, computed only for the few rows it
-    concerns.
-    """
-    shared, grouped = _shared_call_ids(rows)
     alternates = pa.nulls(rows.num_rows, pa.string())
-    if not grouped.any():
-        return alternates
-    members = rows.filter(pa.array(grouped))
-    ids = _ids(members, code, by_request=~shared[grouped])
-    return pc.replace_with_mask(alternates, pa.array(grouped), ids)
+    if grouped.any():
+        members = rows.filter(pa.array(grouped))
+        others = _ids(members, code, by_request=~shared[grouped])
+        alternates = pc.replace_with_mask(alternates, pa.array(grouped), others)
+    return ids, basis, alternates
 
 
 def _ids(rows: pa.Table, code: str, *, by_request: np.ndarray) -> pa.StringArray:
