@@ -149,13 +149,7 @@ def backfill(
             f"stretch may still be arriving; give --until {format_instant(settle_point)} or "
             "earlier (or a shorter --settle)"
         )
-    source_id = server_identity(source)
-    with (
-        _client(lago, client) as lago_client,
-        Ledger(state.database, state.schema) as ledger,
-        wide(),
-    ):
-        _lock(ledger, source, source_id, settings.code, settings.charge_by)
+    with _locked(source, lago, state, settings, client) as (source_id, lago_client, ledger):
         return reconcile_window(
             source,
             lago_client,
@@ -252,13 +246,7 @@ def run(
     covered anything, it starts at the earliest of `schedule.first_since` and where an earlier
     attempt began (one that failed).
     """
-    source_id = server_identity(source)
-    with (
-        _client(lago, client) as lago_client,
-        Ledger(state.database, state.schema) as ledger,
-        wide(),
-    ):
-        _lock(ledger, source, source_id, settings.code, settings.charge_by)
+    with _locked(source, lago, state, settings, client) as (source_id, lago_client, ledger):
         identity = {
             "source_id": source_id,
             "source": str(source),
@@ -279,12 +267,25 @@ def run(
         )
 
 
-def _lock(ledger: Ledger, source: Database, source_id: str, code: str, charge_by: ChargeBy) -> None:
-    if not ledger.try_lock(lock_key(source_id, code, charge_by.value)):
-        raise RunLocked(
-            f"another reconcile run holds the lock for {source} (code {code}, charge-by "
-            f"{charge_by.value}): it is still running; try again when it ends"
-        )
+@contextlib.contextmanager
+def _locked(
+    source: Database,
+    lago: LagoSettings,
+    state: StateSettings,
+    settings: JobSettings,
+    client: LagoClient | None,
+) -> Iterator[tuple[str, LagoClient, Ledger]]:
+    """The source's server identity, a Lago client and the ledger, holding the run's lock."""
+    source_id = server_identity(source)
+    with _client(lago, client) as lago_client, Ledger(state.database, state.schema) as ledger:
+        code, charge_by = settings.code, settings.charge_by.value
+        if not ledger.try_lock(lock_key(source_id, code, charge_by)):
+            raise RunLocked(
+                f"another reconcile run holds the lock for {source} (code {code}, charge-by "
+                f"{charge_by}): it is still running; try again when it ends"
+            )
+        with wide():
+            yield source_id, lago_client, ledger
 
 
 @contextlib.contextmanager
