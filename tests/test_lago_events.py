@@ -84,3 +84,21 @@ def test_a_token_count_beyond_int64_or_no_count_is_unknown(count: object) -> Non
     table, _, _ = arrow_page(content)
     assert table.column("total_tokens").to_pylist() == [None]
     assert table.column("prompt_tokens").to_pylist() == [3]
+
+
+@pytest.mark.parametrize("spaces", [False, True])
+def test_string_costs_never_take_the_python_path(
+    spaces: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # One string cost on a page (an event reconcile sent, on the Postgres store) must not
+    # drop the page to the Python path: 2-3x slower (bench/lago_page_costs.py).
+    from reconcile.lago import events
+
+    def python_path(content: bytes) -> Any:
+        raise AssertionError("the page fell back to the Python path")
+
+    monkeypatch.setattr(events, "json_page", python_path)
+    content = MIXED.replace(b'":', b'": ') if spaces else MIXED
+    table, count, _ = arrow_page(content)
+    assert count == 5
+    assert table.column("response_cost").to_pylist() == [0.00027, 0.000015, -0.000015, None, None]

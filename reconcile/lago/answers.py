@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import socket
 import ssl
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -47,12 +48,13 @@ def normalize_base_url(raw: str, *, setting: str = "LAGO_API_BASE") -> str:
     url = httpx.URL(value) if value else None
     if url is None or url.scheme not in ("http", "https") or not url.host:
         raise ConfigError(
-            f"{setting}={raw!r} is not an http(s) URL: give Lago's API root, "
+            f"{setting}={hide_password(raw)!r} is not an http(s) URL: give Lago's API root, "
             "e.g. http://localhost:3000 or https://api.getlago.com"
         )
     if url.path.rstrip("/").endswith("/api/v1"):
         raise ConfigError(
-            f"{setting} ends in /api/v1: give the root, e.g. {value.removesuffix('/api/v1')} "
+            f"{setting} ends in /api/v1: give the root, e.g. "
+            f"{hide_password(value.removesuffix('/api/v1'))} "
             "(reconcile, like LiteLLM, adds /api/v1/events itself)"
         )
     return value
@@ -97,14 +99,67 @@ def rejection(
     )
 
 
-def is_certificate_failure(error: BaseException) -> bool:
-    """Whether a connection failed on certificate verification, which no retry can mend."""
-    cause: BaseException | None = error
-    while cause is not None:
+def hide_password(url: str) -> str:
+    """`url` with the password of its user info masked as `***`, as Database URLs show it.
+
+    LAGO_API_BASE may carry credentials for a gateway in front of Lago
+    (`https://user:pass@lago.example.com`): every message, log and ledger row shows this form.
+    """
+    scheme, separator, rest = url.partition("://")
+    authority, slash, tail = rest.partition("/")
+    userinfo, at, host = authority.rpartition("@")
+    if not separator or not at:
+        return url
+    user, colon, _ = userinfo.partition(":")
+    return f"{scheme}://{user}{':***' if colon else ''}@{host}{slash}{tail}"
+
+
+def configuration_problem(error: BaseException, base_url: str) -> ConfigError | None:
+    """The ConfigError a failed connection means, when no retry can mend it; else None.
+
+    A host name that does not exist (not a DNS server that did not answer: that may pass), a
+    certificate that fails verification, and a TLS handshake with something that does not
+    speak TLS (`https://` to a plain-http port) are all fixed in LAGO_API_BASE or the trust
+    store, not by waiting. `base_url` must be masked already.
+    """
+    for cause in _causes(error):
         if isinstance(cause, ssl.SSLCertVerificationError):
-            return True
+            return ConfigError(
+                f"the TLS certificate of {base_url} failed verification ({cause.verify_message}):"
+                " check LAGO_API_BASE's host name, fix the server's certificate, or trust its CA"
+                " (SSL_CERT_FILE)"
+            )
+        if isinstance(cause, socket.gaierror) and cause.errno in _NO_SUCH_NAME:
+            host = httpx.URL(base_url).host
+            return ConfigError(
+                f"LAGO_API_BASE={base_url}: the host name {host!r} does not resolve "
+                f"({cause.strerror}): fix the host name in LAGO_API_BASE"
+            )
+        if isinstance(cause, ssl.SSLError) and not isinstance(cause, _TLS_TRANSIENT):
+            return ConfigError(
+                f"LAGO_API_BASE={base_url}: the TLS handshake failed ({cause.reason or cause}): "
+                "the server does not speak TLS on that port; use http:// if it serves plain "
+                "HTTP, or the port that serves HTTPS"
+            )
+    return None
+
+
+#: getaddrinfo's "no such name" answers; EAI_AGAIN (a resolver that did not answer) is retried.
+_NO_SUCH_NAME = {
+    code for code in (getattr(socket, "EAI_NONAME", None), getattr(socket, "EAI_NODATA", None))
+    if code is not None
+}  # fmt: skip
+#: A connection cut during the handshake: a server or a proxy in trouble, worth another try.
+_TLS_TRANSIENT = (ssl.SSLEOFError, ssl.SSLZeroReturnError, ssl.SSLSyscallError)
+
+
+def _causes(error: BaseException) -> list[BaseException]:
+    chain: list[BaseException] = []
+    cause: BaseException | None = error
+    while cause is not None and cause not in chain:
+        chain.append(cause)
         cause = cause.__cause__ or cause.__context__
-    return False
+    return chain
 
 
 def json_body(response: httpx.Response) -> dict[str, Any]:

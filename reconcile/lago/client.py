@@ -8,7 +8,6 @@ timeout or a dropped connection, and an already-stored event counts as delivered
 
 from __future__ import annotations
 
-import collections
 import concurrent.futures
 import datetime as dt
 import itertools
@@ -22,20 +21,23 @@ from typing import Any
 
 import httpx
 
-from reconcile.errors import ConfigError, LagoError, LagoUnavailable
+from reconcile.errors import ConfigError, LagoUnavailable
 from reconcile.lago.answers import (
     ALREADY_STORED,
     SendReport,
+    configuration_problem,
     event_name,
-    is_certificate_failure,
+    hide_password,
     json_body,
     normalize_base_url,
     raise_for_status,
     rejection,
 )
 from reconcile.lago.events import PageParser, Slice, T
-from reconcile.lago.retry import RETRYABLE_STATUSES, RetryPolicy
-from reconcile.window import Window, format_instant
+from reconcile.lago.listing import list_slices
+from reconcile.lago.retry import RETRYABLE_STATUSES, Outage, RetryPolicy
+from reconcile.lago.slicing import LONGEST
+from reconcile.window import Window
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +59,7 @@ class LagoClient:
         concurrency: int = DEFAULT_CONCURRENCY,
         batch_size: int = MAX_BATCH,
         slice_hours: float = 1.0,
+        longest_slice_hours: float = LONGEST.total_seconds() / 3600,
         retry: RetryPolicy | None = None,
         timeout: httpx.Timeout = DEFAULT_TIMEOUT,
         transport: httpx.BaseTransport | None = None,
@@ -66,12 +69,16 @@ class LagoClient:
     ) -> None:
         if not 1 <= batch_size <= MAX_BATCH:
             raise ConfigError(f"the batch size must be 1 to {MAX_BATCH}, got {batch_size}")
-        self.base_url = normalize_base_url(base_url)
+        url = normalize_base_url(base_url)
+        #: Where Lago is, as every message, log and ledger row shows it (password masked).
+        self.base_url = hide_password(url)
         self.per_page = per_page
         self.concurrency = concurrency
         self.batch_size = batch_size
         self.slice = dt.timedelta(hours=slice_hours)
+        self.longest_slice = dt.timedelta(hours=longest_slice_hours)
         self.retry = retry or RetryPolicy()
+        self._outage = Outage(self.retry.total_seconds, clock)
         self._sleep = sleep
         self._clock = clock
         self._counter = itertools.count(1)
@@ -79,7 +86,7 @@ class LagoClient:
         self._rng = rng or random.Random()  # noqa: S311 (jitter, not secrets)
         self._rng_lock = threading.Lock()
         self._http = httpx.Client(
-            base_url=self.base_url,
+            base_url=url,
             headers={"Authorization": f"Bearer {api_key}", "User-Agent": "reconcile"},
             timeout=timeout,
             transport=transport,
@@ -109,90 +116,16 @@ class LagoClient:
     ) -> Iterator[Slice[T]]:
         """The window's events, slice by slice, each page parsed by `parse`, in time order.
 
-        Slices (one hour by default) keep Lago's offset pagination shallow, and are read
-        `concurrency` at a time. Each is paged until Lago's own count agrees with what was
-        read, and read again if events arrived meanwhile: page through closed windows only
-        (one that never stops changing ends in a LagoError). Adjacent slices share their edge
-        instant, so an event exactly on it is in both.
+        Slices keep Lago's offset pagination shallow: one hour at first, then sized by what
+        Lago returns (`SliceSizer`: longer while sparse, up to `longest_slice_hours`), and
+        read `concurrency` at a time, a few ahead. A long slice that turns out dense is split
+        and read again before any of it is kept. Each is paged until Lago's own count agrees
+        with what was read, and read again if events arrived meanwhile: page through closed
+        windows only (one that never stops changing ends in a LagoError). Adjacent slices
+        share their edge instant, so an event exactly on it is in both. On a terminal, a long
+        listing shows its progress on stderr.
         """
-        edges = [window.since]
-        while edges[-1] < window.until:
-            edges.append(min(edges[-1] + self.slice, window.until))
-        if len(edges) == 1:
-            edges.append(window.until)
-        spans = iter(itertools.pairwise(edges))
-        workers = max(self.concurrency, 1)
-        with concurrent.futures.ThreadPoolExecutor(workers) as pool:
-            pending: collections.deque[tuple[dt.datetime, dt.datetime, Future[list[T]]]]
-            pending = collections.deque()
-
-            def read_ahead(count: int) -> None:
-                for start, end in itertools.islice(spans, count):
-                    future = pool.submit(self._list_slice, code, start, end, subscription, parse)
-                    pending.append((start, end, future))
-
-            # A few slices ahead, not all: pages read but not yet consumed cost memory.
-            read_ahead(workers + 1)
-            try:
-                while pending:
-                    start, end, future = pending.popleft()
-                    pages = future.result()
-                    read_ahead(1)
-                    yield Slice(start, end, pages)
-            finally:
-                for _, _, future in pending:
-                    future.cancel()
-
-    def _list_slice(
-        self,
-        code: str,
-        start: dt.datetime,
-        end: dt.datetime,
-        subscription: str | None,
-        parse: PageParser[T],
-    ) -> list[T]:
-        params = {
-            "code": code,
-            "timestamp_from": format_instant(start),
-            "timestamp_to": format_instant(end),
-            "per_page": str(self.per_page),
-        }
-        if subscription is not None:
-            params["external_subscription_id"] = subscription
-        for _ in range(3):
-            pages, counts, read = self._pages(params, parse)
-            if len(set(counts)) == 1 and counts[0] == read:
-                return pages
-            log.warning(
-                "events changed in [%s, %s] while they were listed (counts %s): reading again",
-                params["timestamp_from"],
-                params["timestamp_to"],
-                sorted(set(counts)),
-            )
-        raise LagoError(
-            f"events kept arriving in [{params['timestamp_from']}, {params['timestamp_to']}] "
-            "while they were listed: list only windows that are closed (older than the "
-            "settle delay)"
-        )
-
-    def _pages(
-        self, params: dict[str, str], parse: PageParser[T]
-    ) -> tuple[list[T], list[int], int]:
-        """One pass over every page: the parsed pages, each page's total_count, events read."""
-        pages: list[T] = []
-        counts: list[int] = []
-        read = 0
-        page: int | None = 1
-        while page is not None:
-            response = self._request("GET", "/api/v1/events", params={**params, "page": str(page)})
-            if not response.headers.get("content-type", "").startswith("application/json"):
-                json_body(response)  # says what came back instead
-            parsed, count, meta = parse(response.content)
-            pages.append(parsed)
-            read += count
-            counts.append(int(meta.get("total_count", 0)))
-            page = meta.get("next_page")
-        return pages, counts, read
+        return list_slices(self, code, window, parse, subscription=subscription)
 
     def send_events(
         self,
@@ -292,9 +225,10 @@ class LagoClient:
     ) -> httpx.Response:
         """One request, tried again on 429, 5xx and connection trouble within the budget.
 
-        Other failures raise errors that say what to fix, but for statuses in `accept`.
+        The budget (`retry.total_seconds`) is the client's, per outage: concurrent requests
+        share it, and give up together. Other failures raise errors that say what to fix, but
+        for statuses in `accept`.
         """
-        deadline = self._clock() + self.retry.total_seconds
         for attempt in itertools.count(1):
             self.requests = next(self._counter)  # count() is atomic: safe from worker threads
             if report is not None:
@@ -302,27 +236,26 @@ class LagoClient:
             try:
                 response = self._http.request(method, path, params=params, json=json)
             except httpx.TransportError as error:  # refused, reset, dropped, timed out
-                if is_certificate_failure(error):
-                    raise ConfigError(
-                        f"the TLS certificate of {self.base_url} failed verification ({error}): "
-                        "fix the server's certificate, or trust its CA (SSL_CERT_FILE)"
-                    ) from None
-                problem, headers = f"{type(error).__name__}: {error}", {}
+                if (problem := configuration_problem(error, self.base_url)) is not None:
+                    raise problem from None
+                failure, headers = f"{type(error).__name__}: {error}", {}
             else:
                 if response.status_code not in RETRYABLE_STATUSES:
+                    self._outage.ended()
                     if response.status_code not in accept:
                         raise_for_status(response, self.base_url)
                     return response
-                problem, headers = f"HTTP {response.status_code}", dict(response.headers)
-            with self._rng_lock:
-                wait = self.retry.delay(attempt, headers, rng=self._rng)
-            if self._clock() + wait > deadline:
+                failure, headers = f"HTTP {response.status_code}", dict(response.headers)
+            elapsed, left = self._outage.failed()
+            if left <= 0:
                 raise LagoUnavailable(
-                    f"Lago at {self.base_url} kept failing {method} {path} ({problem}) for "
-                    f"{self.retry.total_seconds:.0f} s and {attempt} tries: check that it is up; "
-                    "running again later is safe"
+                    f"Lago at {self.base_url} kept failing {method} {path} ({failure}) for "
+                    f"{elapsed:.0f} s and {self._outage.tries} tries: check that it is up; running "
+                    "again later is safe (--lago-retry-budget sets how long to keep trying)"
                 )
-            log.info("Lago %s %s: %s; trying again in %.1f s", method, path, problem, wait)
+            with self._rng_lock:
+                wait = min(self.retry.delay(attempt, headers, rng=self._rng), left)
+            log.info("Lago %s %s: %s; trying again in %.1f s", method, path, failure, wait)
             if report is not None:
                 report.retries += 1
             self._sleep(wait)

@@ -69,7 +69,7 @@ PAGE_SCHEMA = pa.schema(
 #: ClickHouse store), quotes and all. Costs are looked for on their own (the common case: one
 #: short pattern scans a page fast), token counts only on pages that hold one.
 _NUMBER = rb'"(-?[0-9]+(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?)"'
-_QUOTED_COST = re.compile(rb'("response_cost":)' + _NUMBER)
+_QUOTED_COST = re.compile(rb'("response_cost"\s*:\s*)' + _NUMBER)
 _NUMERIC = re.compile(_NUMBER.decode()[1:-1])
 #: The cost of an event whose `response_cost` no Lago store sums (a text that is no number, an
 #: object, a boolean): such an event bills nothing, so it bills no request. (A number written
@@ -77,14 +77,17 @@ _NUMERIC = re.compile(_NUMBER.decode()[1:-1])
 #: `"1.5e-05"` included, so a listing cannot tell it from a string a client sent.)
 UNBILLABLE = float("inf")
 _QUOTED_TOKENS = re.compile(
-    rb'("(?:' + b"|".join(name.encode() for name in NUMERIC_PROPERTIES[:-1]) + rb')":)' + _NUMBER
+    rb'("(?:'
+    + b"|".join(name.encode() for name in NUMERIC_PROPERTIES[:-1])
+    + rb')"\s*:\s*)'
+    + _NUMBER
 )
 
 
 def unquote_numbers(content: bytes) -> bytes:
     """A page with its numeric properties sent as strings written as JSON numbers."""
     content = _QUOTED_COST.sub(rb"\1\2", content)
-    if b'_tokens":"' in content:
+    if b'_tokens":"' in content or b'_tokens": "' in content:
         content = _QUOTED_TOKENS.sub(rb"\1\2", content)
     return content
 

@@ -5,20 +5,23 @@ from __future__ import annotations
 import dataclasses
 import email.utils
 import random
+import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 #: Statuses worth another try: Lago Cloud's rate limit and a server or gateway in trouble.
 RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
+#: Seconds a client keeps trying through an outage before it gives up (RECONCILE_LAGO_RETRY_BUDGET).
+DEFAULT_BUDGET = 300.0
 
 
 @dataclasses.dataclass(frozen=True)
 class RetryPolicy:
-    """Exponential backoff with full jitter, within a total time budget per request."""
+    """Exponential backoff with jitter, within one time budget per outage (`total_seconds`)."""
 
     first_delay: float = 0.5
     max_delay: float = 30.0
-    total_seconds: float = 300.0
+    total_seconds: float = DEFAULT_BUDGET
 
     def delay(self, attempt: int, headers: Mapping[str, str], *, rng: random.Random) -> float:
         """Seconds to wait before try number `attempt + 1` (`attempt` counts from 1).
@@ -52,3 +55,34 @@ def server_delay(headers: Mapping[str, str], *, now: float | None = None) -> flo
                 continue
             return max(0.0, when.timestamp() - (time.time() if now is None else now))
     return None
+
+
+class Outage:
+    """One client's current run of failures, shared by its threads: one budget for them all.
+
+    It starts at the first failure after a success and ends at the next success; every failed
+    try counts, in any thread. So concurrent requests give up together once `budget` seconds
+    have gone by, and the message can say how long and how many tries it truly was.
+    """
+
+    def __init__(self, budget: float, clock: Callable[[], float]) -> None:
+        self.budget = budget
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._started: float | None = None
+        self.tries = 0
+
+    def failed(self) -> tuple[float, float]:
+        """Record a failed try: (seconds since the outage began, seconds left of the budget)."""
+        with self._lock:
+            now = self._clock()
+            if self._started is None:
+                self._started = now
+            self.tries += 1
+            elapsed = now - self._started
+            return elapsed, self.budget - elapsed
+
+    def ended(self) -> None:
+        """A request succeeded: the next failure starts a new outage."""
+        with self._lock:
+            self._started, self.tries = None, 0
