@@ -6,7 +6,7 @@
 #   install -o root -m 0755 cron/alert-on-exit.sh /opt/reconcile/bin/alert-on-exit
 #   usage: alert-on-exit COMMAND [ARG...]      (exits with the command's own code)
 #
-# Exit codes 1 and 4 are fine once and worth an alert when they repeat, so the last code and
+# Exit codes 1, 4 and 5 are fine once and worth an alert when they repeat, so the last code and
 # how many runs in a row ended with it are kept in $RECONCILE_ALERT_STATE.
 state=${RECONCILE_ALERT_STATE:-/var/lib/reconcile/last-exit}
 log=${RECONCILE_LOG:-the log}
@@ -20,7 +20,7 @@ prev=0 count=0
 [ -r "$state" ] && read -r prev count <"$state"
 case $count in '' | *[!0-9]*) count=0 ;; esac
 if [ "$rc" = "$prev" ]; then count=$((count + 1)); else count=1; fi
-printf '%s %s\n' "$rc" "$count" >"$state" || echo "reconcile: cannot write $state (exit codes 1 and 4 will alert every time)"
+printf '%s %s\n' "$rc" "$count" >"$state" || echo "reconcile: cannot write $state (exit codes 1, 4 and 5 will alert every time)"
 
 case $rc in
 0) ;;
@@ -34,6 +34,12 @@ case $rc in
 4) if [ "$count" -ge 2 ]; then
        echo "ALERT reconcile run found another run holding the lock $count times in a row (exit 4): a stuck run? See $log."
    fi ;;  # once: the previous run was still going; stay quiet
+5) if [ "$count" -ge 2 ]; then
+       echo "ALERT reconcile run was interrupted $count runs in a row (exit 5: SIGTERM or SIGINT): is something stopping it every time (a deploy, a too short timeout)? See $log."
+   else
+       echo "WARNING reconcile run was interrupted (exit 5: SIGTERM or SIGINT, e.g. a shutdown); what it sent is recorded and the next run sends the rest. See $log."
+   fi ;;
+130 | 143) echo "WARNING reconcile run was stopped at once by a second signal (exit $rc); the next run confirms what was under way and sends the rest. See $log." ;;
 *) echo "ALERT reconcile run ended with unexpected exit $rc (killed, not installed, flock failed?). See $log." ;;
 esac
 exit "$rc"

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import datetime as dt
 import ipaddress
 import logging
+import math
+import socket
 from collections.abc import Iterator, Mapping
 from urllib.parse import parse_qsl, quote, urlencode
 
@@ -13,7 +16,7 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from reconcile.errors import ConfigError, SourceUnavailable
+from reconcile.errors import ConfigError, ReconcileError, SourceUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +33,40 @@ _PRISMA_ONLY = {
     "sslidentity",
 }
 _URL_PARTS = ("user", "password", "host", "port", "dbname")
-CONNECT_DEFAULTS = {"connect_timeout": "10", "application_name": "reconcile"}
+#: libpq parameters used where the URL gives none. Keepalives notice a peer gone silent while
+#: we wait (30 s idle, then 3 probes 10 s apart); tcp_user_timeout (ms) while we send.
+CONNECT_DEFAULTS = {
+    "connect_timeout": "10",
+    "application_name": "reconcile",
+    "keepalives": "1",
+    "keepalives_idle": "30",
+    "keepalives_interval": "10",
+    "keepalives_count": "3",
+    "tcp_user_timeout": "60000",
+}
+DEFAULT_CONNECT_TIMEOUT = dt.timedelta(seconds=10)
+DEFAULT_STATEMENT_TIMEOUT = dt.timedelta(minutes=15)
+# Values libpq accepts for its enumerated parameters, checked before connecting so that a typo
+# is a configuration error naming the parameter, not a failed connection.
+_CHOICES = {
+    "sslmode": {"disable", "allow", "prefer", "require", "verify-ca", "verify-full"},
+    "gssencmode": {"disable", "prefer", "require"},
+    "channel_binding": {"disable", "prefer", "require"},
+    "sslnegotiation": {"postgres", "direct"},
+    "sslcertmode": {"disable", "allow", "require"},
+    "target_session_attrs": {
+        "any", "read-write", "read-only", "primary", "standby", "prefer-standby"
+    },
+    "load_balance_hosts": {"disable", "random"},
+    "keepalives": {"0", "1"},
+}  # fmt: skip
+_INTEGERS = (
+    "connect_timeout",
+    "keepalives_idle",
+    "keepalives_interval",
+    "keepalives_count",
+    "tcp_user_timeout",
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,6 +77,14 @@ class Database:
     setting: str = "DATABASE_URL"
     #: Prisma's `?schema=`: the search_path LiteLLM's tables live in.
     schema: str | None = None
+    #: Prisma's `?pgbouncer=true`: a pooler in transaction mode, where session locks do not hold.
+    pgbouncer: bool = False
+    #: libpq parameters for what the URL leaves unsaid (timeouts, keepalives); never printed.
+    defaults: Mapping[str, str] = dataclasses.field(
+        default_factory=lambda: dict(CONNECT_DEFAULTS), repr=False
+    )
+    #: Set on each connection unless the URL's `options` set one; zero: none.
+    statement_timeout: dt.timedelta = DEFAULT_STATEMENT_TIMEOUT
 
     def url(self, *, hide_password: bool = False) -> str:
         """A postgresql:// URL for these parameters (masked: safe to print)."""
@@ -62,7 +106,7 @@ class Database:
         if self.schema:
             query["schema"] = self.schema
         netloc = f"{user}@{host}" if user else host
-        tail = f"?{urlencode(query)}" if query else ""
+        tail = f"?{urlencode(query, quote_via=quote)}" if query else ""
         return f"postgresql://{netloc}/{quote(params.get('dbname', ''), safe='')}{tail}"
 
     def __str__(self) -> str:
@@ -76,6 +120,37 @@ class Database:
     def replace(self, **params: str) -> Database:
         """The same server with some parameters changed (dbname, user, password...)."""
         return dataclasses.replace(self, params={**self.params, **params})
+
+    def with_timeouts(self, *, connect: dt.timedelta, statement: dt.timedelta) -> Database:
+        """These timeouts where the URL gives none; zero means none (wait for ever)."""
+        seconds = str(math.ceil(connect.total_seconds()))
+        return dataclasses.replace(
+            self,
+            defaults={**self.defaults, "connect_timeout": seconds},
+            statement_timeout=statement,
+        )
+
+    @property
+    def libpq_params(self) -> dict[str, str]:
+        """Every libpq parameter a connection uses: the URL's, then the defaults."""
+        return {**self.defaults, **self.params}
+
+    @property
+    def sets_statement_timeout(self) -> bool:
+        """Whether the URL sets statement_timeout itself (`?options=-c statement_timeout=...`)."""
+        return "statement_timeout" in self.params.get("options", "")
+
+    @property
+    def silence_limit(self) -> float | None:
+        """Seconds a reader may wait on a silent server before taking the connection for dead.
+
+        Past the statement timeout the server would have answered with an error; the connect
+        timeout is the network's allowance on top. None: no statement timeout, no limit.
+        """
+        if self.sets_statement_timeout or not self.statement_timeout:
+            return None
+        allowance = int(self.libpq_params.get("connect_timeout") or 0) or 10
+        return self.statement_timeout.total_seconds() + allowance
 
 
 def parse_database_url(raw: str | None, *, setting: str = "DATABASE_URL") -> Database:
@@ -100,11 +175,14 @@ def parse_database_url(raw: str | None, *, setting: str = "DATABASE_URL") -> Dat
     base, _, query = rest.partition("?")
     pairs = parse_qsl(query, keep_blank_values=True)
     schema = next((value for key, value in pairs if key == "schema"), None)
+    pgbouncer = any(key == "pgbouncer" and value.lower() == "true" for key, value in pairs)
     kept = [(key, value) for key, value in pairs if key not in _PRISMA_ONLY]
     if dropped := sorted({key for key, _ in pairs} & _PRISMA_ONLY - {"schema"}):
         log.debug("ignoring Prisma-only URL parameters: %s", ", ".join(dropped))
     try:
-        params = conninfo_to_dict(f"postgresql://{base}" + (f"?{urlencode(kept)}" if kept else ""))
+        params = conninfo_to_dict(
+            f"postgresql://{base}" + (f"?{urlencode(kept, quote_via=quote)}" if kept else "")
+        )
     except psycopg.ProgrammingError as error:
         reason = str(error).strip().splitlines()[0]
         if "query parameter" in reason:
@@ -114,23 +192,35 @@ def parse_database_url(raw: str | None, *, setting: str = "DATABASE_URL") -> Dat
         raise invalid from None
     if not all(part.isdigit() for part in str(params.get("port", "0")).split(",")):
         raise invalid
+    for key, value in params.items():
+        choices = _CHOICES.get(key)
+        if (choices and str(value) not in choices) or (
+            key in _INTEGERS and not str(value).isdigit()
+        ):
+            expected = ", ".join(sorted(choices)) if choices else "a whole number"
+            raise ConfigError(f"{setting} has an invalid parameter {key}={value!r}: use {expected}")
     return Database(
-        params={key: str(value) for key, value in params.items()}, setting=setting, schema=schema
+        params={key: str(value) for key, value in params.items()},
+        setting=setting,
+        schema=schema,
+        pgbouncer=pgbouncer,
     )
 
 
 @contextlib.contextmanager
 def connect(database: Database, *, autocommit: bool = False) -> Iterator[psycopg.Connection]:
     """Open a connection in UTC with exact float output, or raise an error that names the fix."""
+    conninfo = make_conninfo(**database.libpq_params)
     try:
-        connection = psycopg.connect(
-            make_conninfo(**{**CONNECT_DEFAULTS, **database.params}), autocommit=autocommit
-        )
-    except psycopg.OperationalError as error:
+        connection = psycopg.connect(conninfo, autocommit=autocommit)
+    except psycopg.Error as error:
         raise _explain_connect_failure(database, error) from None
     with connection:
         with connection.cursor() as cursor:
             cursor.execute("SET TIME ZONE 'UTC'")
+            if not database.sets_statement_timeout:
+                milliseconds = round(database.statement_timeout.total_seconds() * 1000)
+                cursor.execute(f"SET statement_timeout = {milliseconds:d}")
             # Doubles print exactly (shortest round-trip digits): costs keep every digit.
             cursor.execute("SET extra_float_digits = 3")
             if database.schema:
@@ -168,21 +258,36 @@ def server_identity(database: Database) -> str:
     return f"server:{address}:{port}/{name[0] if name else ''}"
 
 
-def _explain_connect_failure(database: Database, error: psycopg.OperationalError) -> Exception:
-    text = " ".join(str(error).split())
+def _explain_connect_failure(database: Database, error: psycopg.Error) -> ReconcileError:
+    """A failed connection, classified by psycopg's error class and the server's SQLSTATE."""
     where = f"{database.setting} ({database})"
-    config_failures = (
+    text = " ".join(str(error).split())
+    if isinstance(error, psycopg.ProgrammingError):
+        return ConfigError(f"{where} is not a valid connection string ({text}): fix the URL")
+    if isinstance(error, psycopg.errors.ConnectionTimeout):
+        timeout = database.libpq_params.get("connect_timeout")
+        return SourceUnavailable(
+            f"{where}: no answer within {timeout} s (connect timeout): check that Postgres is "
+            "running and reachable, or raise --db-connect-timeout"
+        )
+    if isinstance(error.__cause__ or error.__context__, socket.gaierror) or (
+        "failed to resolve host" in text  # psycopg's own resolver drops the gaierror
+    ):
+        return ConfigError(f"{where}: the host name does not resolve: fix the host")
+    if "SSL" in text:  # libpq's own check of sslmode against the server: no SQLSTATE either
+        return ConfigError(f"{where}: {_reason(text)}: adjust sslmode in the URL")
+    # libpq keeps no SQLSTATE for a refused connection (no result, and psycopg cannot make
+    # its messages verbose): the server's FATAL reasons for 28P01, 28000 and 3D000 stand in.
+    refusals = (
         ("password authentication failed", "the password was refused: fix the user or password"),
         ("no password supplied", "the server asks for a password: add it to the URL"),
         ("does not exist", f"{_reason(text)}: fix the user or database name"),
         ("no pg_hba.conf entry", "the server refuses this client: allow it in pg_hba.conf"),
-        ("SSL", f"{_reason(text)}: adjust sslmode in the URL"),
-        ("failed to resolve host", "the host name does not resolve: fix the host"),
-        ("could not translate host name", "the host name does not resolve: fix the host"),
     )
-    for needle, explanation in config_failures:
-        if needle in text:
-            return ConfigError(f"{where}: {explanation}")
+    if "FATAL:" in text:
+        for needle, explanation in refusals:
+            if needle in text:
+                return ConfigError(f"{where}: {explanation}")
     return SourceUnavailable(
         f"{where}: cannot connect ({_reason(text)}): check that Postgres is running "
         "and that the host and port are right"

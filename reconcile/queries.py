@@ -1,8 +1,11 @@
 """The SQL files of `sql/`, read from wherever the package is installed."""
 
+import functools
 import re
 import unicodedata
 from importlib.resources import files
+from importlib.resources.abc import Traversable
+from pathlib import Path
 
 from psycopg import sql
 
@@ -11,9 +14,23 @@ from reconcile.errors import ConfigError
 _NAME = re.compile(r"^-- name: (\w+)\s*$", re.MULTILINE)
 
 
+@functools.cache
+def sql_dir() -> Traversable:
+    """The `sql/` folder: the installed package data `reconcile.sql`, else the repository's.
+
+    The repository's `./reconcile` shadows an installed package when Python runs from the
+    repository root (`python -m reconcile`); the SQL is then in `sql/` beside it, where
+    setuptools' package-dir took it from.
+    """
+    try:
+        return files("reconcile.sql")
+    except ModuleNotFoundError:
+        return Path(__file__).resolve().parent.parent / "sql"
+
+
 def load(name: str) -> str:
     """The text of `sql/<name>`."""
-    return files("reconcile.sql").joinpath(name).read_text(encoding="utf-8")
+    return sql_dir().joinpath(name).read_text(encoding="utf-8")
 
 
 def schema_identifier(schema: str) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import logging
+import select
 from collections.abc import Iterator
 
 import numpy as np
@@ -87,8 +88,9 @@ def open_snapshot(database: Database) -> Iterator[psycopg.Connection]:
         try:
             yield connection
         finally:
-            _abandon_copy(connection)
-            connection.rollback()
+            if not connection.closed:  # closed: a dead connection was given up
+                _abandon_copy(connection)
+                connection.rollback()
 
 
 def spend_log_columns(connection: psycopg.Connection, database: Database) -> frozenset[str]:
@@ -156,7 +158,8 @@ def read_window(
     columns = spend_log_columns(connection, database)
     query = window_query(connection, columns, charge_by, window, ended_since=ended_since)
     pending: pa.Table | None = None
-    for data, rows in _copy_out(connection, f"COPY ({query}) TO STDOUT (FORMAT csv)", chunk_rows):
+    statement = f"COPY ({query}) TO STDOUT (FORMAT csv)"
+    for data, rows in _copy_out(connection, statement, chunk_rows, database.silence_limit):
         if pending is None:
             pending = _parse(data, rows)
             continue
@@ -187,13 +190,14 @@ def _parse(data: bytearray, rows: int) -> pa.Table:
 
 
 def _copy_out(
-    connection: psycopg.Connection, statement: str, chunk_rows: int
+    connection: psycopg.Connection, statement: str, chunk_rows: int, silence: float | None
 ) -> Iterator[tuple[bytearray, int]]:
     """Run a COPY ... TO STDOUT; yield its output `chunk_rows` rows at a time, with the count.
 
     This drives libpq directly and copies each row into one buffer at once: psycopg's `Copy`
     iterator, or keeping libpq's per-row buffers, costs microseconds a row, most of the
-    job's time on a million rows.
+    job's time on a million rows. A server silent for `silence` seconds (None: no limit) is
+    taken for a dead connection: SourceUnavailable, and the connection is closed.
     """
     pgconn = connection.pgconn
     pgconn.send_query(statement.encode())
@@ -202,13 +206,25 @@ def _copy_out(
         _drain(pgconn)
         raise _read_failure(started, pgconn)
     get_copy_data = pgconn.get_copy_data
-    finished = False
+    finished = dead = False
     try:
         while not finished:
             chunk = bytearray()
             rows = 0
             while rows < chunk_rows:
-                size, data = get_copy_data(0)
+                # Without blocking: a half-dead connection must not hang the read for ever.
+                size, data = get_copy_data(1)
+                if size == 0:
+                    if not select.select([pgconn.socket], [], [], silence)[0]:
+                        dead = True
+                        raise SourceUnavailable(
+                            f"the spend-log database sent nothing for {silence:.0f} s in the "
+                            "middle of a read (statement timeout plus connect timeout): the "
+                            "connection is dead or stalled; check the network path to Postgres "
+                            "(proxies, NAT), or raise --db-statement-timeout"
+                        )
+                    pgconn.consume_input()
+                    continue
                 if size < 0:
                     finished = True
                     break
@@ -217,11 +233,14 @@ def _copy_out(
             if rows:
                 yield chunk, rows
     except psycopg.OperationalError as error:
+        dead = True
         raise SourceUnavailable(
             f"the connection to the spend-log database broke: {error}"
         ) from None
     finally:
-        if not finished:
+        if dead:
+            connection.close()  # cancelling or draining would wait on the dead peer
+        elif not finished:
             _abandon_copy(connection)
     ended = pgconn.get_result()
     _drain(pgconn)
