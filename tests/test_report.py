@@ -22,7 +22,7 @@ from reconcile.money import exact, wide
 from reconcile.postgres import Database, connect
 from reconcile.report.aggregate import Tallies, _held, finish
 from reconcile.report.build import ReportSettings, build_report, local_days, time_zone
-from reconcile.report.model import Line, Report, Status
+from reconcile.report.model import Line, Report, RollupState, Status
 from reconcile.settings import ChargeBy, JobSettings
 from reconcile.window import UTC, Window
 
@@ -204,9 +204,18 @@ def test_the_rollup_cross_check_finds_planted_gaps(scene: Scene) -> None:
                 {"customer": customer, "extra": float(extra)},
             )
         connection.commit()
-    gaps = report(scene).rollup_gaps
+    result = report(scene)
+    gaps = result.rollup_gaps
     assert [(gap.customer, gap.day) for gap in gaps] == [(lost, dt.date(2026, 11, 1))]
     assert abs(gaps[0].lost_spend - Decimal("5.25")) < Decimal("1e-9")
+    assert (result.rollup_state, result.rollup_days) == (RollupState.COMPARED, 2)
+    assert result.failed_check
+
+
+def test_the_rollup_cross_check_says_why_it_compared_nothing(scene: Scene) -> None:
+    assert report(scene).rollup_state is RollupState.NO_ROWS  # an empty rollup table
+    half_day = Window(DAY_WINDOW.since, DAY_WINDOW.since + dt.timedelta(hours=12))
+    assert report(scene, window=half_day).rollup_state is RollupState.NO_WHOLE_DAY
 
 
 def test_local_days_cut_at_local_midnight() -> None:

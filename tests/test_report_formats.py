@@ -44,6 +44,7 @@ from reconcile.report.model import (
     Line,
     Report,
     RollupGap,
+    RollupState,
     Status,
 )
 from reconcile.report.text import CUSTOMER_COLUMNS
@@ -159,7 +160,10 @@ def make_report(
         ),
         RollupGap("acme", dt.date(2026, 10, 4), 5, Decimal("0.3"), 0, Decimal(0)),
     ]
-    return Report(header(), lines, totals(lines), daily, rollup_gaps if gaps else [], notes)
+    return Report(
+        header(), lines, totals(lines), daily, rollup_gaps if gaps else [], notes,
+        rollup_state=RollupState.COMPARED, rollup_days=5,
+    )  # fmt: skip
 
 
 FULL = [Status.UNDER_BILLED] * 3 + [Status.OVER_BILLED] * 2 + [Status.OK] * 2
@@ -302,6 +306,7 @@ def test_json_validates_and_round_trips_every_value(full: Report) -> None:
         "totals",
         "daily",
         "rollup_gaps",
+        "rollup_check",
         "notes",
         "exceptions",
         "status_counts",
@@ -392,10 +397,10 @@ def test_xlsx_has_summary_customers_exceptions_and_gaps(full: Report) -> None:
             assert row[column[field]].value == getattr(expected, field), field
             assert row[column[field]].number_format == "#,##0"
         delta_percent = row[column["delta_percent"]]
-        assert delta_percent.value == (
-            None if expected.delta_percent is None else float(expected.delta_percent)
+        assert delta_percent.value == (  # a fraction: formulas see -0.04 for -4%
+            None if expected.delta_percent is None else float(expected.delta_percent / 100)
         )
-        assert delta_percent.number_format == '0.00"%"'
+        assert delta_percent.number_format == "0.00%"
         assert row[column["status"]].value == expected.status.value
         assert row[column["backfill_runs"]].value == " ".join(map(str, expected.backfill_runs))
     total = customers[len(full.lines) + 3]

@@ -8,12 +8,12 @@ from reconcile import commands, render
 from reconcile.cli.options import (
     CHUNK_ROWS_OPTION,
     EXIT_CODES_HELP,
-    open_output,
     settings,
     source_options,
     window,
     window_options,
 )
+from reconcile.cli.output import open_output
 
 
 @click.command(epilog=EXIT_CODES_HELP)

@@ -16,24 +16,29 @@ from reconcile.cli.options import (
     lago_settings,
     margins,
     matching_options,
-    open_output,
     settings,
     source_options,
     state_options,
     state_settings,
 )
+from reconcile.cli.output import open_output
 from reconcile.errors import EXIT_UNSENT, ConfigError
-from reconcile.report.build import ReportSettings, time_zone
+from reconcile.report.build import ReportSettings, absent_message, time_zone
+from reconcile.report.display import cents, lost_spend_total
 from reconcile.report.formats import ReportFormat, summary_text, write_report
+from reconcile.report.model import Report
 from reconcile.window import Window, parse_instant
 
 EXIT_CODES_REPORT_HELP = """\
 \b
 Exit codes:
-  0  the report was written (with --check: and every line is within tolerance)
+  0  the report was written (with --check: every line is ok and no rollup gap)
   1  error (the database or Lago failed); safe to run again
-  2  usage or configuration error; the message names the setting and the fix
-  3  with --check: a customer has missing events or a delta beyond --tolerance
+  2  usage or configuration error; the message names the setting and the fix;
+     also when -o cannot be written, or no --customer id has a spend-log row or
+     a Lago event in the window (ids with none are named on stderr)
+  3  with --check: a customer has missing or unexplained events or a delta beyond
+     --tolerance, or LiteLLM's daily rollup holds spend its spend logs lost
 """
 
 
@@ -78,7 +83,8 @@ Exit codes:
 @click.option(
     "--check",
     is_flag=True,
-    help="Exit 3 when a customer has missing events or a delta beyond --tolerance (alerting).",
+    help="Exit 3 when a customer has missing or unexplained events or a delta beyond "
+    "--tolerance, or on a rollup gap (alerting).",
 )
 @click.option(
     "--tolerance",
@@ -147,13 +153,34 @@ def report(
     )
     lago = lago_settings(ctx, options["lago_api_base"], options["lago_api_key"])
     state = state_settings(ctx, options["state_database_url"], options["state_schema"], source)
-    result = commands.report(source, lago, state, report_settings)
-    with open_output(output) as sink:
+    with open_output(output) as sink:  # opened first: an unwritable -o fails before the work
+        result = commands.report(source, lago, state, report_settings)
+        if customers and len(result.absent_customers) == len(report_settings.customers):
+            raise ConfigError(absent_message(result.absent_customers, charge_by))
         write_report(result, fmt, sink)
     if output != "-" or fmt is not ReportFormat.TABLE:
         click.echo(summary_text(result), err=True)
+    elif result.absent_customers:
+        click.echo(
+            f"reconcile: warning: {absent_message(result.absent_customers, charge_by)}",
+            err=True,
+        )
     if check and result.failed_check:
+        click.echo(f"reconcile: --check failed: {check_failures(result)} (exit 3)", err=True)
         ctx.exit(EXIT_UNSENT)
+
+
+def check_failures(result: Report) -> str:
+    """Why `--check` fails: lines not ok and rollup gaps, counted."""
+    reasons = []
+    if result.exceptions:
+        reasons.append(f"{len(result.exceptions):,} line(s) not ok")
+    if result.rollup_gaps:
+        reasons.append(
+            f"{len(result.rollup_gaps):,} rollup gap(s), "
+            f"{cents(lost_spend_total(result))} USD lost from the spend logs"
+        )
+    return " and ".join(reasons)
 
 
 def parse_tolerance(text: str) -> Decimal:

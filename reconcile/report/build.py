@@ -6,11 +6,10 @@ import dataclasses
 import datetime as dt
 import logging
 import zoneinfo
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from decimal import Decimal
 
 import psycopg
-from psycopg import sql
 
 import reconcile
 from reconcile import queries
@@ -28,19 +27,21 @@ from reconcile.report.aggregate import (
     sorted_lines,
     totals,
 )
-from reconcile.report.model import ZERO, DailySpend, Header, Line, Report, RollupGap
+from reconcile.report.model import (
+    ZERO,
+    DailySpend,
+    Header,
+    Line,
+    Report,
+    RollupGap,
+)
+from reconcile.report.rollup import rollup_gaps
 from reconcile.settings import DEFAULT_CHUNK_ROWS, ChargeBy, JobSettings
-from reconcile.spendlogs.read import open_snapshot
 from reconcile.summary import RunSummary
 from reconcile.window import UTC, Window
 
 log = logging.getLogger(__name__)
 
-ROLLUPS = {
-    ChargeBy.END_USER_ID: ("LiteLLM_DailyEndUserSpend", "end_user_id"),
-    ChargeBy.USER_ID: ("LiteLLM_DailyUserSpend", "user_id"),
-    ChargeBy.TEAM_ID: ("LiteLLM_DailyTeamSpend", "team_id"),
-}
 Periods = Sequence[tuple[dt.datetime, dt.datetime]]
 FinalizedPeriods = Callable[[str], Periods | None]
 """A subscription's finalized invoice periods [start, end), or None when Lago has no such one."""
@@ -150,10 +151,36 @@ def build_report(
         customers=tuple(sorted(settings.customers)),
         tolerance=settings.tolerance,
     )
-    gaps = rollup_gaps(database, settings, notes)
+    rollup_state, compared, gaps = rollup_gaps(
+        database,
+        settings.window,
+        settings.charge_by,
+        settings.customers,
+        settings.tolerance,
+        notes,
+    )
     summed = totals(lines, settings.tolerance)
     notes += negative_cost_notes(summed)
-    return Report(header, lines, summed, daily, gaps, notes)
+    absent = absent_customers(settings, lines, gaps)
+    notes += [absent_message(absent, settings.charge_by)] if absent else []
+    return Report(header, lines, summed, daily, gaps, notes, rollup_state, compared, absent)
+
+
+def absent_customers(
+    settings: ReportSettings, lines: Sequence[Line], gaps: Sequence[RollupGap]
+) -> tuple[str, ...]:
+    """The --customer ids with no spend-log row (any status) and no Lago event in the window."""
+    present = {line.customer for line in lines} | {gap.customer for gap in gaps}
+    return tuple(sorted(settings.customers - present))
+
+
+def absent_message(absent: Sequence[str], charge_by: ChargeBy) -> str:
+    """One line naming the --customer ids the window holds nothing for, and the fix."""
+    names = ", ".join(repr(name) for name in absent)
+    return (
+        f"--customer {names}: no spend-log row with that {charge_by.value} and no Lago event "
+        "in the window; check the id, the window and LAGO_API_CHARGE_BY"
+    )
 
 
 def negative_cost_notes(summed: Line) -> list[str]:
@@ -214,57 +241,6 @@ def _finalized_lookup(
         return any(start <= moment < end for start, end in cache[customer])
 
     return in_finalized
-
-
-def rollup_gaps(database: Database, settings: ReportSettings, notes: list[str]) -> list[RollupGap]:
-    """UTC days (wholly in the window) where the daily rollup holds more than the spend logs."""
-    first = settings.window.since.astimezone(UTC).date()
-    if settings.window.since.astimezone(UTC) > dt.datetime.combine(first, dt.time(), UTC):
-        first += dt.timedelta(days=1)
-    last = settings.window.until.astimezone(UTC).date() - dt.timedelta(days=1)
-    if last < first:
-        return []
-    table, id_column = ROLLUPS[settings.charge_by]
-    named = queries.named("report.sql", schema=DEFAULT_SCHEMA)
-    names = {
-        "rollup": sql.Identifier(table),
-        "rollup_id": sql.Identifier(id_column),
-        "charge_by": sql.Identifier(settings.charge_by.column),
-    }
-    bounds = {"first": first.isoformat(), "last": last.isoformat()}
-    days = {
-        "since": dt.datetime.combine(first, dt.time()),
-        "until": dt.datetime.combine(last + dt.timedelta(days=1), dt.time()),
-    }
-    with open_snapshot(database) as connection:
-        exists = connection.execute(named["rollup_exists"], {"table": f'"{table}"'}).fetchone()
-        if not exists or not exists[0]:
-            notes.append(f'no "{table}" table: the rollup cross-check was skipped')
-            return []
-        rollup = _by_day(connection, named["rollup_by_day"], names, bounds)
-        logs = _by_day(connection, named["spend_logs_by_day"], names, days)
-    gaps = []
-    for key, (requests, spend) in sorted(rollup.items()):
-        if settings.customers and key[0] not in settings.customers:
-            continue
-        log_requests, log_spend = logs.get(key, (0, ZERO))
-        if spend - log_spend > settings.tolerance or requests > log_requests:
-            day = dt.date.fromisoformat(key[1])
-            gaps.append(RollupGap(key[0], day, requests, spend, log_requests, log_spend))
-    return gaps
-
-
-def _by_day(
-    connection: psycopg.Connection,
-    text: str,
-    names: dict[str, sql.Identifier],
-    params: Mapping[str, object],
-) -> dict[tuple[str, str], tuple[int, Decimal]]:
-    query = sql.SQL(text).format(**names)
-    return {
-        (customer, day): (int(requests), Decimal(spend))
-        for customer, day, requests, spend in connection.execute(query, params)
-    }
 
 
 def run_report(summary: RunSummary, *, source: str, lago: str) -> Report:

@@ -10,7 +10,7 @@ from decimal import Decimal
 from importlib import resources
 from typing import Any, BinaryIO
 
-from reconcile.report.display import plain, status_counts
+from reconcile.report.display import lost_spend_total, plain, rollup_sentence, status_counts
 from reconcile.report.model import LINE_FIELDS, DailySpend, Header, Line, Report, RollupGap
 
 SCHEMA_FILE = "report.schema.json"
@@ -112,6 +112,13 @@ def report_document(report: Report) -> dict[str, Any]:
         "totals": _line(dataclasses.replace(report.totals, customer="TOTAL", period="")),
         "daily": [_daily(day) for day in report.daily],
         "rollup_gaps": [_gap(gap) for gap in report.rollup_gaps],
+        "rollup_check": {
+            "state": report.rollup_state.value,
+            "customer_days": report.rollup_days,
+            "gaps": len(report.rollup_gaps),
+            "lost_spend": plain(lost_spend_total(report)),
+            "summary": rollup_sentence(report),
+        },
         "notes": list(report.notes),
         "exceptions": len(report.exceptions),
         "status_counts": {

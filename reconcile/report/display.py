@@ -9,7 +9,15 @@ import unicodedata
 from collections.abc import Callable, Sequence
 from decimal import ROUND_HALF_UP, Decimal
 
-from reconcile.report.model import UNATTRIBUTED, Header, Line, Report, RollupGap, Status
+from reconcile.report.model import (
+    UNATTRIBUTED,
+    Header,
+    Line,
+    Report,
+    RollupGap,
+    RollupState,
+    Status,
+)
 
 CENT = Decimal("0.01")
 UNATTRIBUTED_LABEL = "(no charge-by id)"
@@ -21,8 +29,16 @@ _UNSAFE_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
 
 
 def plain(amount: Decimal) -> str:
-    """Every digit, never an exponent: Decimal("1.5E-7") -> "0.00000015"."""
-    return format(amount, "f")
+    """An amount exactly, as CSV and JSON write it: the one rule for their digits.
+
+    Every significant digit, never an exponent, no trailing zeros after the point, no "-0":
+    Decimal("1.5E-7") -> "0.00000015", Decimal("2.500") -> "2.5", Decimal("1.5E+3") -> "1500",
+    Decimal("-0E-30") -> "0".
+    """
+    if amount.is_zero():
+        return "0"
+    text = format(amount, "f")  # exact whatever the context's precision, unlike normalize()
+    return text.rstrip("0").rstrip(".") if "." in text else text
 
 
 def cents(amount: Decimal) -> str:
@@ -143,6 +159,26 @@ def not_billable_spend(line: Line) -> Decimal:
 def lost_spend_total(report: Report) -> Decimal:
     """Spend LiteLLM's rollup holds and its spend logs lost, over every gap."""
     return sum((gap.lost_spend for gap in report.rollup_gaps), Decimal(0))
+
+
+def rollup_sentence(report: Report) -> str:
+    """What the rollup cross-check found, said as such: gaps, agreement, or why nothing."""
+    gaps = report.rollup_gaps
+    if gaps:
+        return (
+            f"{plural(len(gaps), 'customer-day')} where LiteLLM's daily rollup holds more than "
+            f"its spend logs: {cents(lost_spend_total(report))} USD lost, not recoverable"
+        )
+    return {
+        RollupState.COMPARED: "none: the rollup and the spend logs agree on "
+        + plural(report.rollup_days, "customer-day"),
+        RollupState.NO_ROWS: "no rollup rows: LiteLLM's daily rollup holds no row for the "
+        "window's whole UTC days, so nothing was compared",
+        RollupState.NO_TABLE: "no rollup table: nothing was compared",
+        RollupState.NO_WHOLE_DAY: "not compared: the window holds no whole UTC day, the "
+        "rollup's unit",
+        RollupState.NOT_CHECKED: "not checked",
+    }[report.rollup_state]
 
 
 @dataclasses.dataclass(frozen=True)

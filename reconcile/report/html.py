@@ -23,6 +23,7 @@ from reconcile.report.display import (
     not_billable_spend,
     percent,
     plural,
+    rollup_sentence,
     safe,
     status_counts,
     totals_cells,
@@ -221,7 +222,8 @@ def page(report: Report) -> str:
             ),
         ]
     else:
-        parts.append('<p class="muted">None: the rollup and the spend logs agree.</p>')
+        sentence = rollup_sentence(report)
+        parts.append(f'<p class="muted">{escape(sentence[:1].upper() + sentence[1:])}.</p>')
     parts += [
         "<h2>Totals</h2>",
         _table(KEY_LABELS[2:-1], KEY_NUMERIC[2:-1], [totals_cells(report)[2:-1]], css="totals"),

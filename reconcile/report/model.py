@@ -70,6 +70,21 @@ class Line:
     status: Status = Status.OK
 
 
+class RollupState(enum.StrEnum):
+    """What the cross-check of LiteLLM's daily rollup against its spend logs could compare."""
+
+    COMPARED = "compared"
+    """Rollup rows were found for the window's whole UTC days and compared (gaps or not)."""
+    NO_ROWS = "no rollup rows"
+    """The rollup table holds no row for those days (of those customers): nothing compared."""
+    NO_TABLE = "no rollup table"
+    """LiteLLM's database has no rollup table of the charge-by mode."""
+    NO_WHOLE_DAY = "no whole UTC day"
+    """The window holds no whole UTC day, the rollup's unit."""
+    NOT_CHECKED = "not checked"
+    """Not a report of a window (a run's summary)."""
+
+
 @dataclasses.dataclass(frozen=True)
 class RollupGap:
     """A UTC day where LiteLLM's daily rollup holds more spend than its spend logs."""
@@ -124,6 +139,9 @@ class Report:
     daily: Sequence[DailySpend]
     rollup_gaps: Sequence[RollupGap]
     notes: Sequence[str] = ()  # e.g. "Lago's invoices could not be read: ..."
+    rollup_state: RollupState = RollupState.NOT_CHECKED
+    rollup_days: int = 0  # customer-days of the rollup compared with the spend logs
+    absent_customers: tuple[str, ...] = ()  # --customer ids with no row nor event in the window
 
     @property
     def exceptions(self) -> list[Line]:
@@ -132,8 +150,12 @@ class Report:
 
     @property
     def failed_check(self) -> bool:
-        """What `--check` alerts on: missing or unexplained events, or a delta past tolerance."""
-        return bool(self.exceptions)
+        """What `--check` alerts on (exit 3).
+
+        Missing or unexplained events, a delta past tolerance, or a rollup gap (spend that
+        LiteLLM's rollup holds and its spend logs lost).
+        """
+        return bool(self.exceptions or self.rollup_gaps)
 
 
 LINE_FIELDS: tuple[str, ...] = tuple(field.name for field in dataclasses.fields(Line))

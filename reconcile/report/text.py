@@ -21,6 +21,7 @@ from reconcile.report.display import (
     percent,
     plain,
     plural,
+    rollup_sentence,
     safe,
     status_counts,
     totals_cells,
@@ -28,7 +29,7 @@ from reconcile.report.display import (
     width,
     window,
 )
-from reconcile.report.model import Report, Status
+from reconcile.report.model import Report, RollupState, Status
 
 CUSTOMER_COLUMNS = 32
 """The widest a customer id gets in the table; the CSV, JSON and XLSX hold it whole."""
@@ -98,6 +99,8 @@ def table(report: Report) -> str:
             "-" * (sum(gap_widths) + 2 * (len(gap_widths) - 1)),
         ]
         out += [_aligned(row, gap_widths, GAP_NUMERIC) for row in gap_rows]
+    elif report.rollup_state is not RollupState.NOT_CHECKED:
+        out += ["", f"Rollup gaps: {rollup_sentence(report)}"]
     if report.notes:
         out += ["", "Notes:"]
         out += [f"- {safe(note)}" for note in report.notes]
@@ -160,6 +163,9 @@ def markdown(report: Report) -> str:
             _md_table(GAP_LABELS, [gap_cells(gap) for gap in report.rollup_gaps], GAP_NUMERIC),
             "",
         ]
+    elif report.rollup_state is not RollupState.NOT_CHECKED:
+        sentence = rollup_sentence(report)
+        out += ["## Rollup gaps", "", _md(sentence[:1].upper() + sentence[1:]) + ".", ""]
     if report.notes:
         out += ["## Notes", ""]
         out += [f"- {_md(safe(note))}" for note in report.notes]
@@ -208,6 +214,8 @@ def summary_text(report: Report) -> str:
                 "spend logs (not recoverable)",
             )
         )
+    elif report.rollup_state is not RollupState.NOT_CHECKED:
+        items.append(("rollup", rollup_sentence(report)))
     out = [f"{label:<12}{value}" for label, value in items]
     if exceptions:
         labels = ("customer", "period", "status", "missing", "delta", "delta %")

@@ -19,6 +19,7 @@ from reconcile.report.display import (
     customer_label,
     header_items,
     lost_spend_total,
+    rollup_sentence,
     safe,
     status_counts,
     width,
@@ -27,7 +28,7 @@ from reconcile.report.model import LINE_FIELDS, Line, Report, RollupGap, Status
 
 INTEGER = "#,##0"
 MONEY = "$#,##0.00"
-PERCENT = '0.00"%"'  # delta_percent is already times 100, as in the CSV
+PERCENT = "0.00%"  # a fraction, as formulas expect: -0.044445 shows as -4.44%
 DATE = "yyyy-mm-dd"
 MAX_CELL_TEXT = 32_767  # Excel's limit
 MAX_COLUMN_WIDTH = 48
@@ -121,6 +122,8 @@ def _line_row(line: Line) -> list[object]:
             value = " ".join(str(run) for run in value)
         elif isinstance(value, Status):
             value = value.value
+        elif name == "delta_percent" and value is not None:
+            value = value / 100  # the CSV's percent as the fraction a spreadsheet computes with
         row.append(value)
     return row
 
@@ -176,7 +179,11 @@ def _summary(sheet: Worksheet, report: Report) -> None:
     rows.append(("exceptions (not ok)", len(report.exceptions)))
     customers = customer_counts(report)
     rows += [(f"customers {status.value}", customers[status]) for status in STATUS_ORDER[:2]]
-    rows += [("rollup gaps", len(report.rollup_gaps)), ("lost spend", lost_spend_total(report))]
+    rows += [
+        ("rollup gaps", len(report.rollup_gaps)),
+        ("lost spend", lost_spend_total(report)),
+        ("rollup check", rollup_sentence(report)),
+    ]
     if report.notes:
         rows += [("", None), ("Notes", None)]
         rows += [("", safe(note)) for note in report.notes]
@@ -198,11 +205,11 @@ def workbook(report: Report) -> Workbook:
     _summary(summary, report)
     _line_sheet(book.create_sheet("Customers"), report.lines, report.totals)
     _line_sheet(book.create_sheet("Exceptions"), report.exceptions, None)
-    _table(
-        book.create_sheet("Rollup gaps"),
-        _GAP_FIELDS,
-        [_gap_row(gap) for gap in report.rollup_gaps],
-    )
+    gaps = book.create_sheet("Rollup gaps")
+    _table(gaps, _GAP_FIELDS, [_gap_row(gap) for gap in report.rollup_gaps])
+    if not report.rollup_gaps:
+        # Below the empty table, as the totals are: "no rollup rows" is not "they agree".
+        gaps.cell(row=3, column=1, value=rollup_sentence(report))
     _table(
         book.create_sheet("Daily"),
         _DAILY_FIELDS,
