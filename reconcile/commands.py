@@ -18,8 +18,10 @@ from reconcile.attribute import Tally, billable, classify, tally
 from reconcile.build_events import EVENT_SCHEMA, build_events, write_csv, write_jsonl
 from reconcile.errors import ConfigError, RunLocked
 from reconcile.job import reconcile_window
+from reconcile.lago.answers import hide_password
 from reconcile.lago.billing import NEVER_RECOMPUTED, finalized_periods
 from reconcile.lago.client import LagoClient
+from reconcile.lago.retry import DEFAULT_BUDGET, RetryPolicy
 from reconcile.ledger import DEFAULT_SCHEMA, Ledger, lock_key, migration_script
 from reconcile.ledger import migrate as ledger_migrate
 from reconcile.margins import DEFAULT_SETTLE
@@ -29,6 +31,7 @@ from reconcile.report.build import ReportSettings, build_report
 from reconcile.report.model import Report
 from reconcile.settings import DEFAULT_CHUNK_ROWS, ChargeBy, JobSettings
 from reconcile.spendlogs.read import open_snapshot, read_window
+from reconcile.stopping import Stop
 from reconcile.summary import Plan, RunSummary
 from reconcile.transaction_id import IdBasis
 from reconcile.window import Window, format_instant
@@ -101,10 +104,19 @@ def events(
 
 @dataclasses.dataclass(frozen=True)
 class LagoSettings:
-    """Where Lago is (LAGO_API_BASE) and the key it takes (LAGO_API_KEY, never shown)."""
+    """Where Lago is (LAGO_API_BASE) and the key it takes (LAGO_API_KEY, never shown).
 
-    base_url: str
+    `retry_budget`: seconds to keep trying while Lago fails (RECONCILE_LAGO_RETRY_BUDGET).
+    """
+
+    base_url: str = dataclasses.field(repr=False)  # may hold a gateway's password
     api_key: str = dataclasses.field(repr=False)
+    retry_budget: float = DEFAULT_BUDGET
+
+    @property
+    def shown(self) -> str:
+        """The base URL as messages show it: its password masked."""
+        return hide_password(self.base_url)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -133,6 +145,7 @@ def backfill(
     *,
     confirm: Callable[[Plan], bool] = lambda _: True,
     client: LagoClient | None = None,
+    stop: Stop | None = None,
     now: dt.datetime | None = None,
 ) -> RunSummary:
     """Reconcile the window of `settings`: list, match, send what is missing, record it all.
@@ -158,6 +171,7 @@ def backfill(
             source=str(source),
             source_id=source_id,
             confirm=confirm,
+            stop=stop,
             now=now,
         )
 
@@ -238,6 +252,7 @@ def run(
     *,
     now: dt.datetime,
     client: LagoClient | None = None,
+    stop: Stop | None = None,
 ) -> RunSummary | None:
     """The nightly job: reconcile from where its last full coverage ended (None: nothing yet).
 
@@ -263,7 +278,14 @@ def run(
             return None
         chosen = dataclasses.replace(settings, mode="run", window=window)
         return reconcile_window(
-            source, lago_client, ledger, chosen, source=str(source), source_id=source_id, now=now
+            source,
+            lago_client,
+            ledger,
+            chosen,
+            source=str(source),
+            source_id=source_id,
+            now=now,
+            stop=stop,
         )
 
 
@@ -293,5 +315,6 @@ def _client(lago: LagoSettings, given: LagoClient | None) -> Iterator[LagoClient
     if given is not None:
         yield given
         return
-    with LagoClient(lago.base_url, lago.api_key) as client:
+    retry = RetryPolicy(total_seconds=lago.retry_budget)
+    with LagoClient(lago.base_url, lago.api_key, retry=retry) as client:
         yield client

@@ -5,11 +5,15 @@
     ├── SourceError             exit 1: the spend-log database could not be read
     │   └── SourceUnavailable   exit 1: the database did not answer (down, wrong host or port)
     ├── RunLocked               exit 4: another run of the same database, code and charge-by
+    ├── Interrupted             exit 5: SIGINT, SIGTERM or no answer at the prompt: stopped at
+    │                           a batch boundary, the run recorded `interrupted`; run it again
     └── LagoError               exit 1: Lago failed a request
-        ├── LagoUnavailable     exit 1: Lago kept failing (5xx, 429, timeouts) past the retries
+        ├── LagoUnavailable     exit 1: Lago kept failing (5xx, 429, refused, timeouts) past
+        │                       its retry budget (--lago-retry-budget)
         └── LagoRejected        exit 1: Lago refused events; each transaction id and reason named
 
-A wrong Lago key (401, 403) or base URL (404) is a ConfigError.
+A wrong Lago key (401, 403) or base URL (404) is a ConfigError, and so are a Lago host name
+that does not resolve and a failed TLS handshake or certificate: no retry mends those.
 
 Every message is one line that names the problem and the fix, and never carries a password
 or an API key. The CLI prints it without a traceback unless `--debug` is given.
@@ -22,6 +26,7 @@ EXIT_ERROR = 1
 EXIT_CONFIG = 2
 EXIT_UNSENT = 3
 EXIT_LOCKED = 4
+EXIT_INTERRUPTED = 5
 
 
 class ReconcileError(Exception):
@@ -48,6 +53,12 @@ class RunLocked(ReconcileError):
     """Another run holds the lock of this (database, event code, charge-by)."""
 
     exit_code = EXIT_LOCKED
+
+
+class Interrupted(ReconcileError):
+    """A signal (SIGINT, SIGTERM) or the end of input at the prompt stopped the run cleanly."""
+
+    exit_code = EXIT_INTERRUPTED
 
 
 class LagoError(ReconcileError):

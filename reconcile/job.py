@@ -15,9 +15,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 import reconcile
+from reconcile import sending
 from reconcile.attribute import RowClass, Tally
 from reconcile.build_events import json_lines
-from reconcile.lago.answers import SendReport, event_name
+from reconcile.errors import Interrupted
 from reconcile.lago.client import LagoClient
 from reconcile.ledger import Ledger
 from reconcile.money import ZERO, exact_sum
@@ -33,13 +34,11 @@ from reconcile.report.aggregate import (
     sorted_lines,
 )
 from reconcile.settings import JobSettings
+from reconcile.stopping import Stop
 from reconcile.summary import Plan, RunSummary
 from reconcile.transaction_id import PREFIX
 
 log = logging.getLogger(__name__)
-
-#: Ledger outcomes are written every this many events (and whenever sending stops).
-RECORD_EVERY = 2_000
 
 
 def reconcile_window(
@@ -52,13 +51,34 @@ def reconcile_window(
     source_id: str,
     now: dt.datetime,
     confirm: Callable[[Plan], bool] = lambda _: True,
+    stop: Stop | None = None,
 ) -> RunSummary:
     """Reconcile one window end to end; the ledger records the run however it ends.
 
     `source` labels the spend-log database (no password), `source_id` identifies it by what
     its server says it is. Rows whose events may still arrive (endTime + max delay after
-    `now - settle`) are held back, never sent.
+    `now - settle`) are held back, never sent. A signal noted by `stop` (or Interrupted from
+    `confirm`) ends the run between two batches as `interrupted`, with what it sent recorded,
+    and raises Interrupted saying what was sent and what remains.
     """
+    stop = stop or Stop()
+    with stop.deferred():
+        return _recorded_run(
+            database, client, ledger, settings, source, source_id, now, confirm, stop
+        )
+
+
+def _recorded_run(
+    database: Database,
+    client: LagoClient,
+    ledger: Ledger,
+    settings: JobSettings,
+    source: str,
+    source_id: str,
+    now: dt.datetime,
+    confirm: Callable[[Plan], bool],
+    stop: Stop,
+) -> RunSummary:
     run_id = ledger.start_run(
         mode=settings.mode,
         source=source,
@@ -72,7 +92,18 @@ def reconcile_window(
     summary = RunSummary(run_id=run_id, settings=settings, tally=Tally())
     requests_before = client.requests
     try:
-        _reconcile(database, client, ledger, settings, summary, confirm, now)
+        _reconcile(database, client, ledger, settings, summary, confirm, now, stop)
+    except Interrupted as interruption:
+        summary.lago_requests = client.requests - requests_before
+        summary.unsent = summary.missing - summary.sent - summary.already_in_lago
+        message = sending.interrupted(str(interruption), summary)
+        try:
+            ledger.finish_run(run_id, "interrupted", summary.counts(), error=message)
+        except Exception as ledger_error:
+            log.warning(
+                "the ledger could not record run %s as interrupted: %s", run_id, ledger_error
+            )
+        raise Interrupted(message) from None
     except BaseException as error:
         summary.lago_requests = client.requests - requests_before
         summary.unsent = summary.missing - summary.sent - summary.already_in_lago
@@ -97,12 +128,14 @@ def _reconcile(
     summary: RunSummary,
     confirm: Callable[[Plan], bool],
     now: dt.datetime,
+    stop: Stop,
 ) -> None:
     clock = Stopwatch(summary.seconds)
     tallies, label = Tallies(), periods("UTC", "day")
-    expected, result = read_and_match(
-        database, client, settings, now=now, clock=clock, observe=observe_rows(tallies, label)
-    )
+    with stop.interruptible():
+        expected, result = read_and_match(
+            database, client, settings, now=now, clock=clock, observe=observe_rows(tallies, label)
+        )
     summary.tally, summary.expected = expected.tally, int(expected.in_window.sum())
     summary.listed = len(result.events)
     in_window = result.rows[result.rows["in_window"]]
@@ -138,9 +171,10 @@ def _reconcile(
     add_matches(
         tallies, expected, result, label, backfilled={}, finalized=lambda _customer, _end: False
     )
-    if to_send and not settings.dry_run and confirm(summary.plan):
+    stop.check()
+    if to_send and not settings.dry_run and sending.confirmed(confirm, summary.plan, stop):
         with clock("backfill"):
-            report = _send(client, ledger, summary, to_send)
+            report = sending.send(client, ledger, summary, to_send, stop)
         in_lago = pa.array(
             [name for name, _ in [*report.delivered, *report.already_in_lago]], pa.string()
         )
@@ -153,6 +187,7 @@ def _reconcile(
             summary.run_id or 0,
             label,
         )
+    stop.check()  # came after the last batch: still a stop asked for, and said so
     summary.unsent = summary.missing - summary.sent - summary.already_in_lago
     summary.covered_until = _covered_until(settings, summary, rows, settled)
     summary.lines = sorted_lines(tallies.lines(settings.tolerance))
@@ -180,52 +215,6 @@ def _covered_until(
         return settings.window.until
     start_ms = int(rows.column("start_ms").to_numpy()[~settled].min())
     return dt.datetime.fromtimestamp(start_ms / 1000, dt.UTC)
-
-
-def _send(
-    client: LagoClient, ledger: Ledger, summary: RunSummary, events: list[dict[str, Any]]
-) -> SendReport:
-    """Send, with the ledger written first (`sending`) and each outcome recorded as it comes.
-
-    The summary counts what was delivered as it goes: a run that fails halfway records (and
-    says) how much it sent before the error.
-    """
-    run_id = summary.run_id or 0
-    ledger.record_sending(run_id, events)  # first: an interruption leaves a trace to confirm
-    costs = {event_name(event): event["properties"]["response_cost"] for event in events}
-    waiting, done = SendReport(), SendReport()
-
-    def record(part: SendReport) -> None:
-        waiting.add(part)
-        done.add(part)
-        summary.sent, summary.already_in_lago = done.sent, len(done.already_in_lago)
-        if len(waiting.delivered) + len(waiting.already_in_lago) >= RECORD_EVERY:
-            _flush(ledger, run_id, waiting)
-
-    try:
-        report = client.send_events(events, on_batch=record)
-    except BaseException:
-        summary.sent_spend = exact_sum(costs[name] for name in done.delivered)
-        log.warning(
-            "%s event(s) were delivered (and %s found already in Lago) before the error; "
-            "running again sends the rest",
-            f"{done.sent:,}",
-            f"{len(done.already_in_lago):,}",
-        )
-        try:  # what was delivered stays recorded, even on failure...
-            _flush(ledger, run_id, waiting)
-        except Exception as ledger_error:  # ...but the first error is the one to show
-            log.warning("the ledger could not record what was sent: %s", ledger_error)
-        raise
-    _flush(ledger, run_id, waiting)
-    summary.sent, summary.already_in_lago = report.sent, len(report.already_in_lago)
-    summary.sent_spend = exact_sum(costs[name] for name in report.delivered)
-    return report
-
-
-def _flush(ledger: Ledger, run_id: int, waiting: SendReport) -> None:
-    ledger.record_outcome(run_id, waiting.delivered, waiting.already_in_lago)
-    waiting.delivered, waiting.already_in_lago = [], []
 
 
 def _spend(events: Iterable[Mapping[str, Any]]) -> Decimal:

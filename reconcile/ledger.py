@@ -7,7 +7,6 @@ import datetime as dt
 import hashlib
 import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from importlib.resources import files
 from typing import Any
 
 import psycopg
@@ -22,7 +21,7 @@ DEFAULT_SCHEMA = "litellm_reconcile"
 
 def migrations(schema: str) -> list[tuple[str, str]]:
     """Every migration of sql/ledger, in order, as (name, SQL with the schema filled in)."""
-    folder = files("reconcile.sql").joinpath("ledger")
+    folder = queries.sql_dir().joinpath("ledger")
     names = sorted(entry.name for entry in folder.iterdir() if entry.name.endswith(".sql"))
     quoted = queries.schema_identifier(schema)
     return [
@@ -32,22 +31,26 @@ def migrations(schema: str) -> list[tuple[str, str]]:
 
 
 def migrate(database: Database, schema: str = DEFAULT_SCHEMA) -> list[str]:
-    """Apply the migrations not applied yet, each in its own transaction; return their names."""
+    """Apply the migrations not applied yet, in one transaction; return their names.
+
+    Concurrent calls take turns (a transaction advisory lock keyed on the schema): the second
+    finds the schema made and applies nothing.
+    """
     statements = queries.named("ledger.sql", schema=schema)
     applied: list[str] = []
     with connect(database) as connection, _explained(database, schema, "migrate"):
+        connection.execute(statements["migrate_lock"], {"key": lock_key("migrate", schema, "")})
         exists = connection.execute(statements["schema_exists"], {"schema": schema}).fetchone()
         if not (exists and exists[0]):
             connection.execute(statements["create_schema"])
         connection.execute(statements["create_migrations_table"])
-        connection.commit()
         done = {row[0] for row in connection.execute(statements["applied_migrations"])}
         for name, text in migrations(schema):
             if name not in done:
                 connection.execute(text)
                 connection.execute(statements["record_migration"], {"name": name})
-                connection.commit()
                 applied.append(name)
+        connection.commit()
     return applied
 
 
@@ -140,7 +143,18 @@ class Ledger:
             return self._connection.execute(self._sql[name], params)
 
     def try_lock(self, key: int) -> bool:
-        """Take the run lock for this connection's life; False when another run holds it."""
+        """Take the run lock for this connection's life; False when another run holds it.
+
+        ConfigError behind PgBouncer (`?pgbouncer=true`): in transaction pooling the session
+        that took the lock is not this connection's for long, so it would guard nothing.
+        """
+        if self.database.pgbouncer:
+            raise ConfigError(
+                f"{self.database.setting} ({self.database}) goes through PgBouncer "
+                "(?pgbouncer=true), where a session advisory lock does not hold and two runs "
+                "could send the same events: set RECONCILE_STATE_DATABASE_URL to a direct "
+                "connection to Postgres (not the pooler) for reconcile's ledger and lock"
+            )
         row = self._run("try_lock", key=key).fetchone()
         return bool(row and row[0])
 
@@ -238,6 +252,24 @@ class Ledger:
                     transaction_ids=list(transaction_ids),
                     subscriptions=list(subscriptions),
                 )
+
+    def forget_unsent(self, run_id: int, pairs: Iterable[tuple[str, str]]) -> int:
+        """Remove this run's 'sending' rows of events it never sent; how many were removed.
+
+        `pairs` are (transaction id, subscription). Only for events that never went out (an
+        interruption before their batch): a batch that may have reached Lago keeps its trace.
+        """
+        found = list(pairs)
+        if not found:
+            return 0
+        transaction_ids, subscriptions = zip(*found, strict=True)
+        cursor = self._run(
+            "forget_unsent",
+            run_id=run_id,
+            transaction_ids=list(transaction_ids),
+            subscriptions=list(subscriptions),
+        )
+        return cursor.rowcount
 
     def confirm_in_lago(self, code: str, pairs: Iterable[tuple[str, str]]) -> int:
         """Events left 'sending' by an interrupted run that Lago turned out to hold: 'sent'.

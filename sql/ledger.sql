@@ -21,6 +21,11 @@ SELECT name FROM {schema}.schema_migrations;
 -- name: record_migration
 INSERT INTO {schema}.schema_migrations (name) VALUES (%(name)s);
 
+-- name: migrate_lock
+-- Concurrent `reconcile migrate`s take turns: a transaction lock (it holds through PgBouncer's
+-- transaction pooling too), released when the migration transaction ends.
+SELECT pg_advisory_xact_lock(%(key)s);
+
 -- name: try_lock
 -- One run at a time per (spend-log database, event code, charge-by): a session lock, held
 -- by the run's connection until it ends, whatever way it ends.
@@ -83,6 +88,14 @@ UPDATE {schema}.sent_events
 SET status = %(status)s, sent_at = now(), run_id = %(run_id)s
 WHERE (transaction_id, external_subscription_id) IN (
     SELECT * FROM unnest(%(transaction_ids)s::text[], %(subscriptions)s::text[]));
+
+-- name: forget_unsent
+-- Events a run wrote 'sending' and then never sent (it was interrupted before their batch):
+-- no trace to keep, the next run sends them.
+DELETE FROM {schema}.sent_events
+WHERE run_id = %(run_id)s AND status = 'sending'
+  AND (transaction_id, external_subscription_id) IN (
+      SELECT * FROM unnest(%(transaction_ids)s::text[], %(subscriptions)s::text[]));
 
 -- name: sending
 -- Events an interrupted run may or may not have sent: few, usually none.

@@ -42,8 +42,8 @@ def test_migrate_is_idempotent_and_can_show_its_sql(litellm_db: Database) -> Non
     first, second = run(["migrate"], env=env), run(["migrate"], env=env)
     assert (first.exit_code, second.exit_code) == (0, 0)
     assert (
-        "updated (001_runs_and_sent_events.sql, 002_server_identity_and_coverage.sql)"
-        in first.stderr
+        "updated (001_runs_and_sent_events.sql, 002_server_identity_and_coverage.sql, "
+        "003_interrupted_runs.sql)" in first.stderr
     )
     assert "already up to date" in second.stderr
     shown = run(["migrate", "--print-sql", "--state-schema", "billing_audit"])

@@ -418,6 +418,7 @@ def test_the_ledger_can_live_in_a_schema_the_reader_owns(
     assert commands.migrate(commands.StateSettings(reader, "reader_ledger")) == [
         "001_runs_and_sent_events.sql",
         "002_server_identity_and_coverage.sql",
+        "003_interrupted_runs.sql",
     ]
     with LagoEmulator(api_key=KEY) as lago, LagoClient(lago.url, KEY) as client:
         summary = commands.backfill(

@@ -11,7 +11,7 @@ import click
 
 from reconcile.cli import demo, events, lago_emulator, reconciling, report
 from reconcile.cli.options import EXIT_CODES_HELP
-from reconcile.errors import EXIT_ERROR, ReconcileError
+from reconcile.errors import EXIT_ERROR, EXIT_INTERRUPTED, Interrupted, ReconcileError
 from reconcile.money import wide
 
 
@@ -68,9 +68,12 @@ def main(args: list[str] | None = None) -> None:
     except click.ClickException as error:
         error.show()
         code = error.exit_code
-    except click.Abort:
+    except click.Abort:  # Ctrl-C in a command that does not stop by itself
         click.echo("reconcile: interrupted", err=True)
-        code = EXIT_ERROR
+        code = EXIT_INTERRUPTED
+    except Interrupted as error:  # not an error: said as what happened
+        click.echo(f"reconcile: {error}", err=True)
+        code = error.exit_code
     except ReconcileError as error:
         if debug:
             traceback.print_exc()

@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
-import os
 import re
-import secrets
 import sys
-from collections.abc import Callable, Iterator, Mapping
-from pathlib import Path
-from typing import Any, BinaryIO, TypeVar
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 import click
 from click.core import ParameterSource
 
 from reconcile.commands import LagoSettings, StateSettings
-from reconcile.errors import ConfigError
+from reconcile.errors import ConfigError, Interrupted
 from reconcile.lago.answers import normalize_base_url
 from reconcile.ledger import DEFAULT_SCHEMA
 from reconcile.margins import Margins
@@ -39,6 +35,9 @@ Exit codes:
   0  done
   1  error (the database or Lago failed); nothing half-done is left behind
   2  usage or configuration error; the message names the setting and the fix
+  5  interrupted (SIGINT, SIGTERM, no answer at the prompt): `run` and
+     `backfill` stop between two batches and record what they sent; a second
+     signal exits at once with 130 or 143
 """
 
 
@@ -105,11 +104,60 @@ def source_options(function: F) -> F:
             metavar="CODE",
             help="The Lago billable metric code the events carry.",
         ),
+        DB_TIMEOUT_OPTIONS,
         DEBUG_OPTION,
     ]
     for option in reversed(options):
         function = option(function)
     return function
+
+
+def _keep(ctx: click.Context, param: click.Parameter, value: str) -> None:
+    ctx.meta[param.name or ""] = value
+
+
+def DB_TIMEOUT_OPTIONS(function: F) -> F:  # noqa: N802 (a decorator, like the option constants)
+    """--db-connect-timeout and --db-statement-timeout, for every Postgres connection."""
+    connect = click.option(
+        "--db-connect-timeout",
+        envvar="RECONCILE_DB_CONNECT_TIMEOUT",
+        show_envvar=True,
+        default="10s",
+        show_default=True,
+        metavar="DURATION",
+        expose_value=False,
+        callback=_keep,
+        help="Give up connecting to Postgres after this long (0: never). A URL's own "
+        "?connect_timeout= wins.",
+    )
+    statement = click.option(
+        "--db-statement-timeout",
+        envvar="RECONCILE_DB_STATEMENT_TIMEOUT",
+        show_envvar=True,
+        default="15m",
+        show_default=True,
+        metavar="DURATION",
+        expose_value=False,
+        callback=_keep,
+        help="Postgres cancels a statement running longer (0: never); a read that hears "
+        "nothing for this plus the connect timeout takes the connection for dead. A URL's "
+        "?options=-c statement_timeout=... wins.",
+    )
+    return connect(statement(function))
+
+
+def postgres(ctx: click.Context, raw: str | None, *, setting: str) -> Database:
+    """A Postgres URL, with --db-connect-timeout and --db-statement-timeout where it has none."""
+    durations = {
+        name: parse_duration(ctx.meta.get(name, default), option=source_name(ctx, name, envvar))
+        for name, envvar, default in (
+            ("db_connect_timeout", "RECONCILE_DB_CONNECT_TIMEOUT", "10s"),
+            ("db_statement_timeout", "RECONCILE_DB_STATEMENT_TIMEOUT", "15m"),
+        )
+    }
+    return parse_database_url(raw, setting=setting).with_timeouts(
+        connect=durations["db_connect_timeout"], statement=durations["db_statement_timeout"]
+    )
 
 
 def window_options(function: F) -> F:
@@ -138,38 +186,10 @@ def settings(
     ctx: click.Context, database_url: str | None, charge_by: str, event_code: str | None
 ) -> tuple[Database, ChargeBy, str]:
     return (
-        parse_database_url(database_url, setting=source_name(ctx, "database_url", "DATABASE_URL")),
+        postgres(ctx, database_url, setting=source_name(ctx, "database_url", "DATABASE_URL")),
         parse_charge_by(charge_by, source=source_name(ctx, "charge_by", "LAGO_API_CHARGE_BY")),
         parse_event_code(event_code, source=source_name(ctx, "event_code", "LAGO_API_EVENT_CODE")),
     )
-
-
-@contextlib.contextmanager
-def open_output(path: str) -> Iterator[BinaryIO]:
-    """Stdout for "-"; otherwise a file that only appears, whole, once writing succeeded."""
-    if path == "-":
-        yield sys.stdout.buffer
-        sys.stdout.buffer.flush()
-        return
-    target = Path(path)
-    if target.is_dir():
-        raise ConfigError(f"-o {path}: is a directory; give a file name")
-    if not target.parent.is_dir():
-        raise ConfigError(f"-o {path}: directory {target.parent} does not exist; create it first")
-    if target.exists() and not target.is_file():
-        # A device or a pipe (/dev/null, a FIFO): write straight into it, never replace it.
-        with target.open("wb") as sink:
-            yield sink
-        return
-    partial = target.with_name(f".{target.name}.{secrets.token_hex(4)}.partial")
-    try:
-        # Created with the usual permissions (0666 less the umask), unlike a mkstemp file.
-        with os.fdopen(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), "wb") as sink:
-            yield sink
-        partial.replace(target)
-    except BaseException:
-        partial.unlink(missing_ok=True)
-        raise
 
 
 EXIT_CODES_RUN_HELP = """\
@@ -181,6 +201,9 @@ Exit codes:
   2  usage or configuration error; the message names the setting and the fix
   3  missing events remain unsent (a dry run, --max-events, or a no at the prompt)
   4  another run holds the lock for this database, event code and charge-by
+  5  interrupted (SIGINT, SIGTERM, or end of input at the prompt): stopped
+     between two batches, what was sent recorded, the run `interrupted`; run it
+     again to send the rest (a second signal exits at once, 130 or 143)
 """
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
@@ -196,7 +219,7 @@ def parse_duration(text: str, *, option: str) -> dt.timedelta:
 
 
 def lago_options(function: F) -> F:
-    """--lago-api-base and --lago-api-key, as LiteLLM's LAGO_API_BASE and LAGO_API_KEY."""
+    """--lago-api-base and --lago-api-key (as LiteLLM's), and --lago-retry-budget."""
     base = click.option(
         "--lago-api-base",
         envvar="LAGO_API_BASE",
@@ -211,7 +234,19 @@ def lago_options(function: F) -> F:
         metavar="KEY",
         help="Lago's API key (prefer the environment variable: options show in `ps`).",
     )
-    return base(key(function))
+    budget = click.option(
+        "--lago-retry-budget",
+        envvar="RECONCILE_LAGO_RETRY_BUDGET",
+        show_envvar=True,
+        default="5m",
+        show_default=True,
+        metavar="DURATION",
+        expose_value=False,
+        callback=lambda ctx, _, value: ctx.meta.__setitem__("lago_retry_budget", value),
+        help="How long to keep trying while Lago fails (5xx, 429, refused, timed out) before "
+        "exiting 1.",
+    )
+    return base(key(budget(function)))
 
 
 def state_options(function: F) -> F:
@@ -299,8 +334,14 @@ def lago_settings(ctx: click.Context, base: str | None, key: str | None) -> Lago
             f"{source_name(ctx, 'lago_api_key', 'LAGO_API_KEY')} is not set: give Lago's API key "
             "(Lago > Developers > API keys; the same value as LiteLLM's)"
         )
+    budget = parse_duration(
+        ctx.meta.get("lago_retry_budget", "5m"),
+        option=source_name(ctx, "lago_retry_budget", "RECONCILE_LAGO_RETRY_BUDGET"),
+    )
     return LagoSettings(
-        normalize_base_url(base, setting=source_name(ctx, "lago_api_base", "LAGO_API_BASE")), key
+        normalize_base_url(base, setting=source_name(ctx, "lago_api_base", "LAGO_API_BASE")),
+        key,
+        retry_budget=budget.total_seconds(),
     )
 
 
@@ -311,17 +352,25 @@ def state_settings(
     if not url:
         return StateSettings(source, schema)
     setting = source_name(ctx, "state_database_url", "RECONCILE_STATE_DATABASE_URL")
-    return StateSettings(parse_database_url(url, setting=setting), schema)
+    return StateSettings(postgres(ctx, url, setting=setting), schema)
 
 
 def confirmer(*, yes: bool, above: int, lago: str) -> Callable[[Plan], bool]:
-    """Ask before sending more than `above` events, on a terminal only (cron never blocks)."""
+    """Ask before sending more than `above` events, on a terminal only (cron never blocks).
+
+    No answer (end of input, Ctrl-C) is a no that raises Interrupted: exit 5, nothing sent.
+    """
 
     def confirm(plan: Plan) -> bool:
         if yes or len(plan.events) <= above or not sys.stdin.isatty():
             return True
-        return click.confirm(
-            f"Send {len(plan.events):,} events (${plan.spend:,.2f}) to Lago at {lago}?", err=True
-        )
+        try:
+            return click.confirm(
+                f"Send {len(plan.events):,} events (${plan.spend:,.2f}) to Lago at {lago}?",
+                err=True,
+            )
+        except click.Abort:  # end of input (Ctrl-D) or Ctrl-C: taken as no
+            click.echo(err=True)
+            raise Interrupted("no answer at the prompt, taken as no") from None
 
     return confirm

@@ -14,6 +14,7 @@ from reconcile import commands, render
 from reconcile.cli.options import (
     CHUNK_ROWS_OPTION,
     CUSTOMER_OPTION,
+    DB_TIMEOUT_OPTIONS,
     DEBUG_OPTION,
     EXIT_CODES_HELP,
     EXIT_CODES_RUN_HELP,
@@ -23,6 +24,7 @@ from reconcile.cli.options import (
     margins,
     matching_options,
     parse_duration,
+    postgres,
     settings,
     source_options,
     state_options,
@@ -31,10 +33,11 @@ from reconcile.cli.options import (
     window_options,
 )
 from reconcile.errors import EXIT_UNSENT, ConfigError
-from reconcile.postgres import Database, parse_database_url
+from reconcile.postgres import Database
 from reconcile.report.build import run_report
 from reconcile.report.formats import summary_text
 from reconcile.settings import JobSettings
+from reconcile.stopping import stopping
 from reconcile.summary import RunSummary
 from reconcile.window import UTC, Window, parse_instant
 
@@ -106,9 +109,15 @@ def _common_options(function: F) -> F:
     help="The LiteLLM proxy's Postgres: the ledger goes there unless told otherwise.",
 )
 @state_options
+@DB_TIMEOUT_OPTIONS
 @DEBUG_OPTION
+@click.pass_context
 def migrate(
-    print_sql: bool, database_url: str | None, state_database_url: str | None, state_schema: str
+    ctx: click.Context,
+    print_sql: bool,
+    database_url: str | None,
+    state_database_url: str | None,
+    state_schema: str,
 ) -> None:
     """Create or update reconcile's own tables (its ledger); safe to run again.
 
@@ -124,7 +133,7 @@ def migrate(
         click.echo(commands.migration_sql(state_schema))
         return
     setting = "RECONCILE_STATE_DATABASE_URL" if state_database_url else "DATABASE_URL"
-    database = parse_database_url(state_database_url or database_url, setting=setting)
+    database = postgres(ctx, state_database_url or database_url, setting=setting)
     applied = commands.migrate(commands.StateSettings(database, state_schema))
     done = f"updated ({', '.join(applied)})" if applied else "already up to date"
     click.echo(f"{database}: schema {state_schema} {done}", err=True)
@@ -154,9 +163,10 @@ def backfill(
     common = _Common(**options)
     job = _job(ctx, common, "backfill", window(since, until), frozenset(customers))
     source, lago, state = _targets(ctx, common)
-    confirm = confirmer(yes=common.yes, above=common.confirm_above, lago=lago.base_url)
-    summary = commands.backfill(source, lago, state, job, confirm=confirm)
-    _finish(ctx, summary, source, lago.base_url)
+    confirm = confirmer(yes=common.yes, above=common.confirm_above, lago=lago.shown)
+    with stopping() as stop:  # SIGINT, SIGTERM: stop between batches, exit 5
+        summary = commands.backfill(source, lago, state, job, confirm=confirm, stop=stop)
+        _finish(ctx, summary, source, lago.shown)
 
 
 @click.command(epilog=EXIT_CODES_RUN_HELP)
@@ -219,15 +229,18 @@ def run(
         first_since=parse_instant(since, option="--since") if since else None,
     )
     source, lago, state = _targets(ctx, common)
-    summary = commands.run(source, lago, state, job, schedule, now=dt.datetime.now(UTC))
+    with stopping() as stop:  # SIGINT, SIGTERM: stop between batches, exit 5
+        summary = commands.run(
+            source, lago, state, job, schedule, now=dt.datetime.now(UTC), stop=stop
+        )
+        if summary is not None:
+            _finish(ctx, summary, source, lago.shown)
     if summary is None:
         click.echo(
             "nothing to reconcile yet: the window would end (now minus --settle) before it starts "
             "(where the last nightly run's coverage ended minus --lookback, or --since)",
             err=True,
         )
-        return
-    _finish(ctx, summary, source, lago.base_url)
 
 
 _PLACEHOLDER = Window(dt.datetime(2000, 1, 1, tzinfo=UTC), dt.datetime(2000, 1, 2, tzinfo=UTC))
