@@ -15,6 +15,7 @@ from typing import Any, BinaryIO, TypeVar
 import click
 from click.core import ParameterSource
 
+from reconcile import render
 from reconcile.commands import LagoSettings, StateSettings
 from reconcile.errors import ConfigError
 from reconcile.lago.answers import normalize_base_url
@@ -315,13 +316,15 @@ def state_settings(
 
 
 def confirmer(*, yes: bool, above: int, lago: str) -> Callable[[Plan], bool]:
-    """Ask before sending more than `above` events, on a terminal only (cron never blocks)."""
+    """Show the plan and ask before sending more than `above` events, on a terminal only.
+
+    Cron never blocks: without a terminal on stdin nothing is asked.
+    """
 
     def confirm(plan: Plan) -> bool:
         if yes or len(plan.events) <= above or not sys.stdin.isatty():
             return True
-        return click.confirm(
-            f"Send {len(plan.events):,} events (${plan.spend:,.2f}) to Lago at {lago}?", err=True
-        )
+        click.echo("\n".join(["", *render.plan_lines(plan), ""]), err=True)
+        return click.confirm(f"Send these {len(plan.events):,} events to Lago at {lago}?", err=True)
 
     return confirm
