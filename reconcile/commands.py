@@ -18,7 +18,7 @@ from reconcile.attribute import Tally, billable, classify, tally
 from reconcile.build_events import EVENT_SCHEMA, build_events, write_csv, write_jsonl
 from reconcile.errors import ConfigError, RunLocked
 from reconcile.job import reconcile_window
-from reconcile.lago.billing import NEVER_RECOMPUTED, finalized_periods
+from reconcile.lago.billing import NEVER_RECOMPUTED, finalized_periods, subscription_ids
 from reconcile.lago.client import LagoClient
 from reconcile.ledger import DEFAULT_SCHEMA, Ledger, lock_key, migration_script
 from reconcile.ledger import migrate as ledger_migrate
@@ -182,6 +182,7 @@ def report(
             finalized=lambda subscription: finalized_periods(
                 lago_client, subscription, statuses=NEVER_RECOMPUTED
             ),
+            subscribed=lambda: subscription_ids(lago_client),
             now=now,
         )
 
