@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Sequence
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 
 from reconcile.attribute import CLASS_ORDER, RowClass
 from reconcile.commands import EventsSummary
 from reconcile.money import tidy
-from reconcile.report.display import safe, truncate, width
+from reconcile.report.display import customer_label, safe, truncate, width
+from reconcile.report.model import Report
 from reconcile.summary import Plan, RunSummary
 from reconcile.transaction_id import IdBasis
 
@@ -21,23 +23,27 @@ _CLASS_LABELS = {
 }
 
 Cell = str | int | Decimal | None
+WIDTH = 100  # terminal columns every table and paragraph fits in
 
 
 def money(amount: Decimal, scale: int = 6) -> str:
     """Exact USD with thousands separators and at least `scale` decimals: every digit shown."""
     text = format(tidy(amount), ",f")
     whole, _, fraction = text.partition(".")
-    return f"{whole}.{fraction.ljust(scale, '0')}"
+    return f"{whole}.{fraction.ljust(scale, '0')}" if scale or fraction else whole
 
 
-def table(rows: Sequence[Sequence[Cell]], *, indent: str = "  ") -> list[str]:
+def table(rows: Sequence[Sequence[Cell]], *, indent: str = "  ", scale: int = 6) -> list[str]:
     """Rows of cells as aligned lines: the first column left, the others right.
 
     Columns are two spaces apart at least (a wide number never runs into its neighbour);
-    amounts (Decimal) line up on their decimal point; None leaves a cell empty. Widths are
+    amounts (Decimal) line up on their decimal point, with at least `scale` decimals and all
+    their digits; None leaves a cell empty. Widths are
     terminal columns, so CJK and emoji ids line up as they do in the report.
     """
-    scale = max([6, *(_scale(cell) for row in rows for cell in row if isinstance(cell, Decimal))])
+    scale = max(
+        [scale, *(_scale(cell) for row in rows for cell in row if isinstance(cell, Decimal))]
+    )
     texts = [[_text(cell, scale) for cell in row] for row in rows]
     columns = max(len(row) for row in texts) if texts else 0
     widths = [
@@ -175,7 +181,10 @@ def run_summary(summary: RunSummary, *, lago: str) -> str:
         lines += ["", *plan_lines(summary.plan)]
     lines += _warnings(summary)
     timings = ", ".join(f"{stage} {seconds:.1f} s" for stage, seconds in summary.seconds.items())
-    lines += ["", f"Lago requests: {summary.lago_requests:,}. Time: {timings}."]
+    lines += [
+        "",
+        textwrap.fill(f"Lago requests: {summary.lago_requests:,}. Time: {timings}.", WIDTH),
+    ]
     return "\n".join(lines)
 
 
@@ -205,4 +214,51 @@ def _warnings(summary: RunSummary) -> list[str]:
             "the invoice of their billing period is already finalized, Lago stores them but "
             "will not bill them."
         )
-    return ["", *notes] if notes else []
+    return ["", *(textwrap.fill(note, WIDTH) for note in notes)] if notes else []
+
+
+def report_top(report: Report, *, top: int = 10) -> list[str]:
+    """A report's customers in 100 columns: the `top` by spend, the rest summed, the total.
+
+    Amounts to the cent (the report itself keeps every digit); one line per customer and
+    all its periods.
+    """
+    by_customer: dict[str, list[Decimal]] = {}
+    statuses: dict[str, set[str]] = {}
+    for line in report.lines:
+        sums = by_customer.setdefault(line.customer, [Decimal(0)] * 5)
+        values: tuple[Decimal, ...] = (
+            Decimal(line.requests),
+            line.spend,
+            line.lago_cost,
+            line.missing_spend,
+            line.backfilled_spend,
+        )
+        by_customer[line.customer] = [a + b for a, b in zip(sums, values, strict=True)]
+        statuses.setdefault(line.customer, set()).add(line.status.value)
+    ranked = sorted(by_customer.items(), key=lambda item: (-item[1][1], item[0]))
+    header: list[Cell] = [
+        "customer",
+        "requests",
+        "spend",
+        "Lago",
+        "missing",
+        "backfilled",
+        "status",
+    ]
+    rows: list[list[Cell]] = [header]
+    for customer, sums in ranked[:top]:
+        status = "ok" if statuses[customer] == {"ok"} else "not ok"
+        rows.append([truncate(customer_label(customer), 32), *_cents_row(sums), status])
+    rest = ranked[top:]
+    if rest:
+        summed = [sum((sums[i] for _, sums in rest), Decimal(0)) for i in range(5)]
+        rows.append([f"… and {len(rest):,} more", *_cents_row(summed), None])
+    total = [sum((sums[i] for _, sums in ranked), Decimal(0)) for i in range(5)]
+    rows.append([f"total ({len(ranked):,} customers)", *_cents_row(total), None])
+    return table(rows, scale=2)
+
+
+def _cents_row(sums: Sequence[Decimal]) -> list[Cell]:
+    cent = Decimal("0.01")
+    return [int(sums[0]), *(amount.quantize(cent, ROUND_HALF_UP) for amount in sums[1:])]
