@@ -17,8 +17,8 @@ class RowClass(enum.StrEnum):
     """What a spend-log row means for billing; every row gets exactly one."""
 
     BILLABLE = "billable"
-    """Succeeded (or has no status), has a charge-by id and a finite cost of zero or more: one
-    Lago event."""
+    """Succeeded (or has no status, as LiteLLM wrote before May 2025, whatever the row's date),
+    has a charge-by id and a finite cost of zero or more: one Lago event."""
     UNATTRIBUTABLE = "unattributable"
     """Succeeded but has no charge-by id ('' or NULL): LiteLLM's callback cannot bill it either."""
     FAILED = "failed"

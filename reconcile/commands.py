@@ -19,7 +19,7 @@ from reconcile.build_events import EVENT_SCHEMA, build_events, write_csv, write_
 from reconcile.errors import ConfigError, RunLocked
 from reconcile.job import reconcile_window
 from reconcile.lago.answers import hide_password
-from reconcile.lago.billing import NEVER_RECOMPUTED, finalized_periods
+from reconcile.lago.billing import NEVER_RECOMPUTED, finalized_periods, subscription_ids
 from reconcile.lago.client import LagoClient
 from reconcile.lago.retry import DEFAULT_BUDGET, RetryPolicy
 from reconcile.ledger import DEFAULT_SCHEMA, Ledger, lock_key, migration_script
@@ -196,6 +196,7 @@ def report(
             finalized=lambda subscription: finalized_periods(
                 lago_client, subscription, statuses=NEVER_RECOMPUTED
             ),
+            subscribed=lambda: subscription_ids(lago_client),
             now=now,
         )
 

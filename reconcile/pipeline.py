@@ -54,7 +54,7 @@ class Stopwatch:
             yield
         finally:
             self.seconds[stage] = round(time.monotonic() - started, 3)
-            log.info("%s: %.1f s", stage, self.seconds[stage])
+            log.info("stage %s took %.1f s", stage, self.seconds[stage])
 
 
 def read_and_match(

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Sequence
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 
 from reconcile.attribute import CLASS_ORDER, RowClass
 from reconcile.commands import EventsSummary
 from reconcile.money import tidy
-from reconcile.summary import RunSummary
+from reconcile.report.display import customer_label, safe, truncate, width
+from reconcile.report.model import Report
+from reconcile.summary import Plan, RunSummary
 from reconcile.transaction_id import IdBasis
 
 _CLASS_LABELS = {
@@ -20,34 +23,79 @@ _CLASS_LABELS = {
 }
 
 Cell = str | int | Decimal | None
+WIDTH = 100  # terminal columns every table and paragraph fits in
 
 
 def money(amount: Decimal, scale: int = 6) -> str:
     """Exact USD with thousands separators and at least `scale` decimals: every digit shown."""
     text = format(tidy(amount), ",f")
     whole, _, fraction = text.partition(".")
-    return f"{whole}.{fraction.ljust(scale, '0')}"
+    return f"{whole}.{fraction.ljust(scale, '0')}" if scale or fraction else whole
 
 
-def table(rows: Sequence[Sequence[Cell]], *, indent: str = "  ") -> list[str]:
+def table(rows: Sequence[Sequence[Cell]], *, indent: str = "  ", scale: int = 6) -> list[str]:
     """Rows of cells as aligned lines: the first column left, the others right.
 
     Columns are two spaces apart at least (a wide number never runs into its neighbour);
-    amounts (Decimal) line up on their decimal point; None leaves a cell empty.
+    amounts (Decimal) line up on their decimal point, with at least `scale` decimals and all
+    their digits; None leaves a cell empty. Widths are
+    terminal columns, so CJK and emoji ids line up as they do in the report.
     """
-    scale = max([6, *(_scale(cell) for row in rows for cell in row if isinstance(cell, Decimal))])
+    scale = max(
+        [scale, *(_scale(cell) for row in rows for cell in row if isinstance(cell, Decimal))]
+    )
     texts = [[_text(cell, scale) for cell in row] for row in rows]
     columns = max(len(row) for row in texts) if texts else 0
     widths = [
-        max((len(row[i]) for row in texts if i < len(row)), default=0) for i in range(columns)
+        max((width(row[i]) for row in texts if i < len(row)), default=0) for i in range(columns)
     ]
     lines = []
     for row in texts:
-        cells = [row[0].ljust(widths[0])] + [
-            cell.rjust(widths[index + 1]) for index, cell in enumerate(row[1:])
+        cells = [_pad(row[0], widths[0], left=True)] + [
+            _pad(cell, widths[index + 1], left=False) for index, cell in enumerate(row[1:])
         ]
         lines.append((indent + "  ".join(cells)).rstrip())
     return lines
+
+
+def _pad(text: str, columns: int, *, left: bool) -> str:
+    fill = " " * (columns - width(text))
+    return text + fill if left else fill + text
+
+
+def plan_lines(plan: Plan, *, top: int = 20) -> list[str]:
+    """The events a backfill is about to send: the `top` customers by spend, the rest, the total.
+
+    Customers are shown as the report shows them (control characters escaped, cut to 40
+    terminal columns); the last rows always add up to every event of the plan.
+    """
+    by_spend = plan.by_customer.sort_values(["spend", "subscription"], ascending=[False, True])
+    rows: list[list[Cell]] = [["to send, per customer", "events", "spend (USD)"]]
+    rows += [
+        [truncate(safe(str(subscription)), 40), int(count), Decimal(spend)]
+        for subscription, count, spend in zip(
+            by_spend["subscription"][:top], by_spend["events"][:top], by_spend["spend"][:top],
+            strict=True,
+        )
+    ]  # fmt: skip
+    rest = by_spend.iloc[top:]
+    if len(rest):
+        rows.append(
+            [
+                f"… and {len(rest):,} more customer{'s' if len(rest) > 1 else ''}",
+                int(rest["events"].sum()),
+                sum(rest["spend"], Decimal(0)),
+            ]
+        )
+    customers = len(by_spend)
+    rows.append(
+        [
+            f"total ({customers:,} customer{'s' if customers != 1 else ''})",
+            len(plan.events),
+            plan.spend,
+        ]
+    )
+    return table(rows)
 
 
 def _scale(amount: Decimal) -> int:
@@ -128,20 +176,15 @@ def run_summary(summary: RunSummary, *, lago: str) -> str:
         ["  " + reason, count, cost]
         for reason, (count, cost) in sorted(summary.unexplained.items())
     ]
-    plan = summary.plan
-    if plan is not None and summary.left_unsent and len(plan.by_customer):
-        rows += [["", None, None], ["to send, per customer", "events", "spend (USD)"]]
-        top = plan.by_customer.sort_values("spend", ascending=False).head(20)
-        rows += [
-            [str(subscription)[:40], int(count), Decimal(spend)]
-            for subscription, count, spend in zip(
-                top["subscription"], top["events"], top["spend"], strict=True
-            )
-        ]
     lines += table(rows)
+    if summary.settings.dry_run and summary.plan is not None and summary.plan.events:
+        lines += ["", *plan_lines(summary.plan)]
     lines += _warnings(summary)
     timings = ", ".join(f"{stage} {seconds:.1f} s" for stage, seconds in summary.seconds.items())
-    lines += ["", f"Lago requests: {summary.lago_requests:,}. Time: {timings}."]
+    lines += [
+        "",
+        textwrap.fill(f"Lago requests: {summary.lago_requests:,}. Time: {timings}.", WIDTH),
+    ]
     return "\n".join(lines)
 
 
@@ -171,4 +214,51 @@ def _warnings(summary: RunSummary) -> list[str]:
             "the invoice of their billing period is already finalized, Lago stores them but "
             "will not bill them."
         )
-    return ["", *notes] if notes else []
+    return ["", *(textwrap.fill(note, WIDTH) for note in notes)] if notes else []
+
+
+def report_top(report: Report, *, top: int = 10) -> list[str]:
+    """A report's customers in 100 columns: the `top` by spend, the rest summed, the total.
+
+    Amounts to the cent (the report itself keeps every digit); one line per customer and
+    all its periods.
+    """
+    by_customer: dict[str, list[Decimal]] = {}
+    statuses: dict[str, set[str]] = {}
+    for line in report.lines:
+        sums = by_customer.setdefault(line.customer, [Decimal(0)] * 5)
+        values: tuple[Decimal, ...] = (
+            Decimal(line.requests),
+            line.spend,
+            line.lago_cost,
+            line.missing_spend,
+            line.backfilled_spend,
+        )
+        by_customer[line.customer] = [a + b for a, b in zip(sums, values, strict=True)]
+        statuses.setdefault(line.customer, set()).add(line.status.value)
+    ranked = sorted(by_customer.items(), key=lambda item: (-item[1][1], item[0]))
+    header: list[Cell] = [
+        "customer",
+        "requests",
+        "spend",
+        "Lago",
+        "missing",
+        "backfilled",
+        "status",
+    ]
+    rows: list[list[Cell]] = [header]
+    for customer, sums in ranked[:top]:
+        status = "ok" if statuses[customer] == {"ok"} else "not ok"
+        rows.append([truncate(customer_label(customer), 32), *_cents_row(sums), status])
+    rest = ranked[top:]
+    if rest:
+        summed = [sum((sums[i] for _, sums in rest), Decimal(0)) for i in range(5)]
+        rows.append([f"… and {len(rest):,} more", *_cents_row(summed), None])
+    total = [sum((sums[i] for _, sums in ranked), Decimal(0)) for i in range(5)]
+    rows.append([f"total ({len(ranked):,} customers)", *_cents_row(total), None])
+    return table(rows, scale=2)
+
+
+def _cents_row(sums: Sequence[Decimal]) -> list[Cell]:
+    cent = Decimal("0.01")
+    return [int(sums[0]), *(amount.quantize(cent, ROUND_HALF_UP) for amount in sums[1:])]

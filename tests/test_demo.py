@@ -50,6 +50,15 @@ def test_demo_runs_the_whole_loop_on_an_embedded_postgres_and_the_emulator() -> 
     # Each run ends with the report's summary; the day's report after both shows nothing owed.
     assert done.stderr.count("0 under-billed, 0 over-billed") >= 2
     report = done.stderr.split("reconcile report for the day, after both runs")[-1]
-    totals = next(line for line in report.splitlines() if line.startswith("TOTAL"))
-    assert "under-billed" not in report.split("TOTAL")[0]
-    assert totals.split()[1] == "3,000"  # every request of the day is in the report
+    total = next(line for line in report.splitlines() if "total (" in line)
+    assert total.split()[3] == "3,000"  # every request of the day is in the report
+    assert "not ok" not in report.split("checked against")[0]
+    # The claim, checked against what Lago holds, in words.
+    lost = count("lost by LiteLLM's live callback", done.stderr)
+    assert lost == count("found missing by the first nightly run", done.stderr) == [missing]
+    assert count("backfilled by reconcile", done.stderr) == [missing]
+    assert re.search(r"the same requests as the lost ones\s+yes", done.stderr)
+    assert re.search(r"every billable request billed exactly once\s+yes", done.stderr)
+    assert "stdout: 3 of the" in done.stderr
+    # Everything a person reads fits 100 columns.
+    assert max(len(line) for line in done.stderr.splitlines()) <= 100

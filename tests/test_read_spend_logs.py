@@ -1,6 +1,7 @@
 """Reading spend logs from LiteLLM's real schema: classes, windows, modes, schemas, failures."""
 
 import dataclasses
+import datetime as dt
 import io
 import itertools
 import json
@@ -53,7 +54,7 @@ def run_events(
 
 ROW_CASES = {
     "success with a customer": ({}, RowClass.BILLABLE),
-    "row older than May 2025 (no status)": ({"status": None}, RowClass.BILLABLE),
+    "no status (LiteLLM before May 2025)": ({"status": None}, RowClass.BILLABLE),
     "zero-cost cache hit": ({"spend": 0.0, "cache_hit": "True"}, RowClass.BILLABLE),
     "tiny cost": ({"spend": 1.5e-05}, RowClass.BILLABLE),
     "failure without cost": ({"status": "failure", "spend": 0.0}, RowClass.FAILED),
@@ -84,6 +85,24 @@ def test_every_row_gets_exactly_one_class(
     if expected is RowClass.FAILED and row.spend:
         assert summary.tally[RowClass.FAILED].rows_with_spend == 1
         assert summary.tally[RowClass.FAILED].spend == Decimal(repr(row.spend))
+
+
+def test_a_row_without_status_is_billed_whatever_its_age(
+    litellm_db: Database, insert: Callable[..., None], factory: SpendLogFactory
+) -> None:
+    # LiteLLM writes `status` only since May 2025; a proxy still on an older release writes
+    # none today. LiteLLM billed such a row (its callback runs on success only), so do we.
+    now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    this_month = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    old = factory.success(dt.datetime(2025, 4, 30, 12), end_user="cust_1", status=None)
+    new = factory.success(this_month, end_user="cust_1", status=None)
+    insert(old, new)
+    summary, events = run_events(
+        litellm_db, span=Window(dt.datetime(2025, 4, 1, tzinfo=dt.UTC), now.replace(tzinfo=dt.UTC))
+    )
+    assert summary.tally[RowClass.BILLABLE].rows == 2
+    billed = {event["properties"]["litellm_request_id"] for event in events}  # type: ignore[index]
+    assert billed == {old.request_id, new.request_id}
 
 
 def test_a_realistic_day_is_classified_and_billed_row_for_row(
@@ -354,14 +373,11 @@ def test_a_statement_timeout_is_reported_with_the_fix(
     litellm_db: Database, insert: Callable[..., None], factory: SpendLogFactory
 ) -> None:
     insert(*factory.day(DAY, 3000))
-    with connect(litellm_db, autocommit=True) as connection:
-        connection.execute(
-            sql.SQL("ALTER DATABASE {} SET statement_timeout = '1ms'").format(
-                sql.Identifier(litellm_db.name)
-            )
-        )
-    with pytest.raises(SourceError, match="raise statement_timeout") as raised:
-        run_events(litellm_db)
+    hurried = litellm_db.with_timeouts(
+        connect=dt.timedelta(seconds=10), statement=dt.timedelta(milliseconds=1)
+    )
+    with pytest.raises(SourceError, match="raise --db-statement-timeout") as raised:
+        run_events(hurried)
     assert not isinstance(raised.value, ConfigError)
 
 

@@ -9,8 +9,9 @@ import click
 
 from reconcile import render
 from reconcile.cli.options import DEBUG_OPTION, EXIT_CODES_HELP
+from reconcile.errors import ReconcileError
 from reconcile.report.build import run_report
-from reconcile.report.text import summary_text, table
+from reconcile.report.text import summary_text
 from reconcile.settings import DEFAULT_CHARGE_BY, ChargeBy
 from reconcile.window import UTC
 
@@ -65,8 +66,10 @@ def demo(
     got there (random ids, Lago's reception times), with some lost, then runs the nightly
     `reconcile run`: it finds and backfills exactly the lost ones. A second run, half an hour
     later, finds nothing left to do; `reconcile report` over the day then shows every
-    customer billed. Summaries and the report go to stderr, a sample of the backfilled events
-    to stdout. Everything is deleted on exit.
+    customer billed. Last, it checks the claim against what Lago holds: the requests the
+    callback lost, the ones found missing and the ones backfilled are the same, and every
+    billable request is billed once (exit 1 if not). Summaries, the report and the check go
+    to stderr, a sample of the backfilled events to stdout. Everything is deleted on exit.
 
     \b
     Example:
@@ -86,9 +89,37 @@ def demo(
         click.echo(render.run_summary(summary, lago=result.lago_url), err=True)
         report = run_report(summary, source="the demo database", lago=result.lago_url)
         click.echo("\n" + summary_text(report), err=True)
-    click.echo("\nreconcile report for the day, after both runs\n", err=True)
-    click.echo(table(result.report), err=True)
+    click.echo(
+        "\nreconcile report for the day, after both runs, per customer, in USD\n"
+        "(the top 10 by spend; `reconcile report` gives every line and every digit)\n",
+        err=True,
+    )
+    click.echo("\n".join(render.report_top(result.report)), err=True)
+    proof = result.proof
+    checks = [
+        ("billable requests", f"{proof.billable:,}"),
+        ("lost by LiteLLM's live callback", f"{proof.lost:,}"),
+        ("found missing by the first nightly run", f"{proof.found_missing:,}"),
+        ("backfilled by reconcile", f"{proof.backfilled:,}"),
+        ("the same requests as the lost ones", _yes(proof.same_requests)),
+        ("every billable request billed exactly once", _yes(proof.billed_once)),
+    ]
+    click.echo("\nchecked against what Lago holds:\n", err=True)
+    click.echo("\n".join(render.table([[label, value] for label, value in checks])), err=True)
     first = result.runs[0] if result.runs else None
-    if first is not None and first.plan is not None:
-        for event in first.plan.events[:sample]:
+    if first is not None and first.plan is not None and sample:
+        shown = first.plan.events[:sample]
+        click.echo(
+            f"\nstdout: {len(shown)} of the {len(first.plan.events):,} events the first run "
+            "backfilled, one JSON object per line, as sent to Lago",
+            err=True,
+        )
+        for event in shown:
             click.echo(json.dumps(event, ensure_ascii=False))
+    held = proof.lost == proof.found_missing == proof.backfilled
+    if not (held and proof.same_requests and proof.billed_once):
+        raise ReconcileError("the demo's check failed: see the table above (a bug: report it)")
+
+
+def _yes(value: bool) -> str:
+    return "yes" if value else "NO"

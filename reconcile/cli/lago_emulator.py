@@ -93,8 +93,11 @@ def lago_emulator(
 
     It answers POST /api/v1/events and /events/batch, GET /api/v1/events (filters,
     pagination) and /events/{transaction_id}, and /health, with Lago's status codes and
-    error bodies, keeping events in memory. Point LAGO_API_BASE at the URL it prints on
-    stdout. Faults can be injected to see how a client copes.
+    error bodies, keeping events in memory. It also answers the billing listings a report
+    reads: GET /api/v1/subscriptions, GET /api/v1/invoices and /invoices/{lago_id}; they
+    stay empty here (tests and the demo fill them in Python), so a report against it finds
+    no subscription and no invoice. Point LAGO_API_BASE at the URL it prints on stdout.
+    Faults can be injected to see how a client copes.
 
     \b
     Example:

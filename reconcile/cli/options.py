@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 import click
 from click.core import ParameterSource
 
+from reconcile import render
 from reconcile.commands import LagoSettings, StateSettings
 from reconcile.errors import ConfigError, Interrupted
 from reconcile.lago.answers import normalize_base_url
@@ -356,18 +357,19 @@ def state_settings(
 
 
 def confirmer(*, yes: bool, above: int, lago: str) -> Callable[[Plan], bool]:
-    """Ask before sending more than `above` events, on a terminal only (cron never blocks).
+    """Show the plan and ask before sending more than `above` events, on a terminal only.
 
-    No answer (end of input, Ctrl-C) is a no that raises Interrupted: exit 5, nothing sent.
+    Cron never blocks: without a terminal on stdin nothing is asked. No answer (end of input,
+    Ctrl-C) is a no that raises Interrupted: exit 5, nothing sent.
     """
 
     def confirm(plan: Plan) -> bool:
         if yes or len(plan.events) <= above or not sys.stdin.isatty():
             return True
+        click.echo("\n".join(["", *render.plan_lines(plan), ""]), err=True)
         try:
             return click.confirm(
-                f"Send {len(plan.events):,} events (${plan.spend:,.2f}) to Lago at {lago}?",
-                err=True,
+                f"Send these {len(plan.events):,} events to Lago at {lago}?", err=True
             )
         except click.Abort:  # end of input (Ctrl-D) or Ctrl-C: taken as no
             click.echo(err=True)

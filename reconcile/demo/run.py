@@ -30,8 +30,28 @@ DEMO_API_KEY = "demo-lago-key"
 
 
 @dataclasses.dataclass(frozen=True)
+class Proof:
+    """The demo's claim, checked against what it planted: the lost requests, and only they, billed.
+
+    Request sets are compared by LiteLLM's request id (`litellm_request_id` in our events).
+    """
+
+    billable: int
+    lost: int
+    """Billable requests whose live callback event never reached Lago (planted)."""
+    found_missing: int
+    """What the first nightly run found missing from Lago."""
+    backfilled: int
+    """Events reconcile sent, as Lago now holds them."""
+    same_requests: bool
+    """The backfilled requests are exactly the lost ones."""
+    billed_once: bool
+    """Lago holds one event per billable request: the callback's or reconcile's, never both."""
+
+
+@dataclasses.dataclass(frozen=True)
 class DemoResult:
-    """What the demo generated, and what the two nightly runs made of it."""
+    """What the demo generated, what the two nightly runs made of it, and the check of both."""
 
     rows_generated: int
     callback_events: int
@@ -39,6 +59,7 @@ class DemoResult:
     runs: list[RunSummary]
     report: Report
     """`reconcile report` over the day, after both runs: what finance would read."""
+    proof: Proof
 
 
 def run_demo(
@@ -64,12 +85,12 @@ def run_demo(
             LagoClient(lago.url, DEMO_API_KEY) as client,
         ):
             live = list(_callback_events(logs, charge_by, delivered, random.Random(seed)))
-            receptions = {event["transaction_id"]: received for event, received in live}
-            lago.preload((event for event, _ in live), received=_reception(receptions))
+            receptions = {event["transaction_id"]: received for event, received, _ in live}
+            lago.preload((event for event, _, _ in live), received=_reception(receptions))
+            log.info("Lago emulator at %s", lago.url)
             log.info(
-                "Lago emulator at %s holds %s events from LiteLLM's live callback "
-                "(%.0f%% of the billable requests; the rest were lost)",
-                lago.url, f"{len(live):,}", delivered * 100,
+                "it holds %s events from LiteLLM's live callback: %.0f%% of the billable "
+                "requests, the rest lost", f"{len(live):,}", delivered * 100,
             )  # fmt: skip
             settings = JobSettings(
                 mode="run", window=Window(_midnight(day), _midnight(day) + dt.timedelta(days=1)),
@@ -78,8 +99,10 @@ def run_demo(
             schedule = commands.Schedule(first_since=_midnight(day))
             lago_settings = commands.LagoSettings(lago.url, DEMO_API_KEY)
             summaries = []
-            for night in (dt.timedelta(hours=26, minutes=15), dt.timedelta(hours=26, minutes=45)):
-                log.info("nightly run, as if it were %s", (_midnight(day) + night).isoformat())
+            nights = (dt.timedelta(hours=26, minutes=15), dt.timedelta(hours=26, minutes=45))
+            for number, night in enumerate(nights, start=1):
+                when = (_midnight(day) + night).strftime("%Y-%m-%d %H:%M UTC")
+                log.info("nightly run %s, as if it were %s", number, when)
                 summary = commands.run(
                     database,
                     lago_settings,
@@ -98,7 +121,44 @@ def run_demo(
                 ReportSettings(window=settings.window, charge_by=charge_by, code=DEMO_EVENT_CODE),
                 client=client,
             )
-            return DemoResult(len(logs), len(live), lago.url, summaries, report)
+            proof = _prove(logs, live, summaries, lago.stored_events(), charge_by)
+            return DemoResult(len(logs), len(live), lago.url, summaries, report, proof)
+
+
+def _prove(
+    logs: list[SpendLog],
+    live: list[tuple[dict[str, Any], dt.datetime, str]],
+    runs: list[RunSummary],
+    stored: list[dict[str, Any]],
+    charge_by: ChargeBy,
+) -> Proof:
+    """Check the claim from what was planted and what Lago holds, not from the runs' own word."""
+    billable = {row.request_id for row in logs if _billable(row, charge_by)}
+    planted = {event["transaction_id"]: request_id for event, _, request_id in live}
+    lost = billable - set(planted.values())
+    held = [planted.get(event["transaction_id"]) for event in stored]
+    backfilled = [
+        str(event["properties"].get("litellm_request_id"))
+        for event in stored
+        if event["transaction_id"] not in planted
+    ]
+    return Proof(
+        billable=len(billable),
+        lost=len(lost),
+        found_missing=runs[0].missing if runs else 0,
+        backfilled=len(backfilled),
+        same_requests=sorted(backfilled) == sorted(lost),
+        billed_once=sorted([*(one for one in held if one is not None), *backfilled])
+        == sorted(billable),
+    )
+
+
+def _billable(row: SpendLog, charge_by: ChargeBy) -> bool:
+    return row.status in ("success", None) and bool(_customer(row, charge_by)) and row.spend >= 0
+
+
+def _customer(row: SpendLog, charge_by: ChargeBy) -> str | None:
+    return getattr(row, charge_by.column)  # type: ignore[no-any-return]
 
 
 def _midnight(day: dt.date) -> dt.datetime:
@@ -107,12 +167,14 @@ def _midnight(day: dt.date) -> dt.datetime:
 
 def _callback_events(
     logs: list[SpendLog], charge_by: ChargeBy, delivered: float, rng: random.Random
-) -> Iterator[tuple[dict[str, Any], dt.datetime]]:
-    """What LiteLLM's live callback got into Lago: random ids, no timestamp, some lost."""
-    column = {"end_user_id": "end_user", "user_id": "user", "team_id": "team_id"}[charge_by.value]
+) -> Iterator[tuple[dict[str, Any], dt.datetime, str]]:
+    """What LiteLLM's live callback got into Lago: random ids, no timestamp, some lost.
+
+    Each event comes with its reception time and the request id of the row it bills.
+    """
     for row in logs:
-        subscription = getattr(row, column)
-        if row.status != "success" or not subscription or rng.random() >= delivered:
+        subscription = _customer(row, charge_by)
+        if not _billable(row, charge_by) or rng.random() >= delivered:
             continue
         event = {
             "transaction_id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
@@ -124,7 +186,7 @@ def _callback_events(
             },
         }  # fmt: skip
         received = row.end.replace(tzinfo=UTC) + dt.timedelta(milliseconds=rng.randint(40, 2500))
-        yield event, received
+        yield event, received, row.request_id
 
 
 def _reception(by_id: dict[str, dt.datetime]) -> Callable[[Any], dt.datetime]:

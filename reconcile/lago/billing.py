@@ -68,6 +68,13 @@ def subscriptions(client: LagoClient, external_id: str) -> list[dict[str, Any]]:
     return [held for held in listed if held.get("external_id") == external_id]
 
 
+def subscription_ids(client: LagoClient) -> set[str]:
+    """The external id of every subscription Lago holds, whatever its status: one listing."""
+    params = {"status[]": SUBSCRIPTION_STATUSES}
+    listed = _listing(client, "/api/v1/subscriptions", "subscriptions", params)
+    return {str(held["external_id"]) for held in listed if held.get("external_id") is not None}
+
+
 def finalized_periods(
     client: LagoClient,
     external_subscription_id: str,

@@ -6,7 +6,7 @@ import dataclasses
 import datetime as dt
 import logging
 import zoneinfo
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from decimal import Decimal
 
 import psycopg
@@ -28,6 +28,7 @@ from reconcile.report.aggregate import (
     totals,
 )
 from reconcile.report.model import (
+    UNATTRIBUTED,
     ZERO,
     DailySpend,
     Header,
@@ -45,6 +46,9 @@ log = logging.getLogger(__name__)
 Periods = Sequence[tuple[dt.datetime, dt.datetime]]
 FinalizedPeriods = Callable[[str], Periods | None]
 """A subscription's finalized invoice periods [start, end), or None when Lago has no such one."""
+SubscriptionIds = Callable[[], Collection[str]]
+"""The external id of every subscription Lago holds, whatever its status."""
+NAMED = 10  # customers named in a note; the rest counted
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,16 +100,21 @@ def build_report(
     state: Database | None = None,
     state_schema: str = DEFAULT_SCHEMA,
     finalized: FinalizedPeriods | None = None,
+    subscribed: SubscriptionIds | None = None,
     now: dt.datetime | None = None,
 ) -> Report:
-    """The report of `settings.window`; reads the spend logs, Lago and the ledger, sends nothing."""
+    """The report of `settings.window`; reads the spend logs, Lago and the ledger, sends nothing.
+
+    With `subscribed`, every customer of the window is checked for a subscription in Lago
+    (one listing), and those without one are named in a note.
+    """
     now = now or dt.datetime.now(UTC)
     zone = time_zone(settings.timezone)
     label = periods(settings.timezone, settings.by)
     notes: list[str] = []
     margin = dt.timedelta(days=1)
     backfilled = _backfilled(state or database, state_schema, settings, margin, notes)
-    in_finalized = _finalized_lookup(finalized, notes)
+    in_finalized = _finalized_lookup(finalized)
     tallies, daily = Tallies(), []
     for day, part in local_days(settings.window, zone):
         log.info("report: %s", day)
@@ -151,6 +160,8 @@ def build_report(
         customers=tuple(sorted(settings.customers)),
         tolerance=settings.tolerance,
     )
+    if subscribed is not None:
+        notes += unsubscribed_notes(lines, subscribed())
     rollup_state, compared, gaps = rollup_gaps(
         database,
         settings.window,
@@ -181,6 +192,29 @@ def absent_message(absent: Sequence[str], charge_by: ChargeBy) -> str:
         f"--customer {names}: no spend-log row with that {charge_by.value} and no Lago event "
         "in the window; check the id, the window and LAGO_API_CHARGE_BY"
     )
+
+
+def unsubscribed_notes(lines: Sequence[Line], subscribed: Collection[str]) -> list[str]:
+    """A note naming the customers of the window Lago has no subscription for, if any.
+
+    A customer of the window is one with billable requests or events in Lago: one with only
+    failed or unpriced requests has nothing to bill.
+    """
+    known = set(subscribed)
+    billed = {
+        line.customer
+        for line in lines
+        if line.billable_requests or line.matched_events or line.unexplained_events
+    }
+    lacking = sorted(billed - known - {UNATTRIBUTED})
+    if not lacking:
+        return []
+    named = ", ".join(repr(customer) for customer in lacking[:NAMED])
+    more = f" and {len(lacking) - NAMED:,} more" if len(lacking) > NAMED else ""
+    return [
+        f"Lago has no subscription for {len(lacking):,} customer(s) of the window: {named}{more}; "
+        "their events are stored but never billed: create the subscriptions in Lago"
+    ]
 
 
 def negative_cost_notes(summed: Line) -> list[str]:
@@ -220,9 +254,7 @@ def _backfilled(
     return dict(rows)
 
 
-def _finalized_lookup(
-    finalized: FinalizedPeriods | None, notes: list[str]
-) -> Callable[[str, int], bool]:
+def _finalized_lookup(finalized: FinalizedPeriods | None) -> Callable[[str, int], bool]:
     """Whether an event time (ms) of a subscription falls in a finalized invoice; cached."""
     cache: dict[str, Periods] = {}
 
@@ -230,13 +262,7 @@ def _finalized_lookup(
         if finalized is None:
             return False
         if customer not in cache:
-            found = finalized(customer)
-            if found is None:
-                notes.append(
-                    f"Lago has no subscription {customer!r}: its events are stored but never "
-                    "billed; create the subscription in Lago"
-                )
-            cache[customer] = found or ()
+            cache[customer] = finalized(customer) or ()
         moment = dt.datetime.fromtimestamp(end_ms / 1000, UTC)
         return any(start <= moment < end for start, end in cache[customer])
 

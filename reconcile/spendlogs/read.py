@@ -280,8 +280,8 @@ def _explain(message: str, sqlstate: str) -> ReconcileError:
         )
     if sqlstate == "57014":
         return SourceError(
-            f"reading spend logs was cancelled ({message}): raise statement_timeout for this "
-            "role, or read a shorter window"
+            f"reading spend logs was cancelled ({message}): raise --db-statement-timeout "
+            "(RECONCILE_DB_STATEMENT_TIMEOUT; 0 means none), or read a shorter window"
         )
     if sqlstate.startswith("08"):
         return SourceUnavailable(f"the connection to the spend-log database broke: {message}")
