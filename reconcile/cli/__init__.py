@@ -10,15 +10,12 @@ import traceback
 import click
 
 from reconcile.cli import demo, events, lago_emulator, reconciling, report
-from reconcile.cli.options import EXIT_CODES_HELP
+from reconcile.cli.options import ALL_EXIT_CODES_HELP, DURATION_HELP
 from reconcile.errors import EXIT_ERROR, EXIT_INTERRUPTED, Interrupted, ReconcileError
 from reconcile.money import wide
 
 
-@click.group(
-    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
-    epilog=EXIT_CODES_HELP,
-)
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(package_name="reconcile", prog_name="reconcile")
 def cli() -> None:
     """Reconcile LiteLLM spend logs with Lago usage events.
@@ -28,8 +25,9 @@ def cli() -> None:
     transaction ids, so that what Lago holds can be checked and completed exactly once.
 
     Configuration uses the same environment variables as LiteLLM's Lago integration
-    (DATABASE_URL, LAGO_API_EVENT_CODE, LAGO_API_CHARGE_BY); every one can also be given as
-    an option, and the option wins. Add --debug to any command for tracebacks and debug logs.
+    (DATABASE_URL, LAGO_API_BASE, LAGO_API_KEY, LAGO_API_EVENT_CODE, LAGO_API_CHARGE_BY);
+    every one can also be given as an option, and the option wins. Below: every variable any
+    command reads. Add --debug to any command for tracebacks and debug logs.
     """
 
 
@@ -40,6 +38,34 @@ cli.add_command(reconciling.run)
 cli.add_command(report.report)
 cli.add_command(demo.demo)
 cli.add_command(lago_emulator.lago_emulator)
+
+
+def _document(group: click.Group) -> None:
+    """Help that stays true by construction, from the commands' own options.
+
+    The DURATION syntax goes wherever a DURATION option is; the top level lists every
+    environment variable any command reads, with its option in each command.
+    """
+    variables: dict[str, dict[str, list[str]]] = {"RECONCILE_DEBUG": {"--debug": ["all"]}}
+    for name, command in sorted(group.commands.items()):
+        options = [param for param in command.params if isinstance(param, click.Option)]
+        if any(option.metavar == "DURATION" for option in options):
+            command.epilog = DURATION_HELP + "\n" + (command.epilog or "")
+        for option in options:
+            if isinstance(option.envvar, str):
+                by_option = variables.setdefault(option.envvar, {})
+                by_option.setdefault(option.opts[0], []).append(name)
+    width = max(len(envvar) for envvar in variables)
+    listed = [
+        f"  {envvar:<{width}}  "
+        + ", ".join(f"{opt} ({', '.join(names)})" for opt, names in by_option.items())
+        for envvar, by_option in sorted(variables.items())
+    ]
+    title = "Environment variables (each also an option; the option wins):"
+    group.epilog = "\n".join([ALL_EXIT_CODES_HELP, "\b", title, *listed])
+
+
+_document(cli)
 
 
 def _debug_requested(args: list[str]) -> bool:

@@ -87,7 +87,8 @@ def source_options(function: F) -> F:
             envvar="DATABASE_URL",
             show_envvar=True,
             metavar="URL",
-            help="The LiteLLM proxy's Postgres, e.g. postgresql://user:pass@host:5432/litellm.",
+            help="The LiteLLM proxy's Postgres, e.g. postgresql://user:pass@host:5432/litellm. "
+            "Required.",
         ),
         click.option(
             "--charge-by",
@@ -103,7 +104,7 @@ def source_options(function: F) -> F:
             envvar="LAGO_API_EVENT_CODE",
             show_envvar=True,
             metavar="CODE",
-            help="The Lago billable metric code the events carry.",
+            help="The Lago billable metric code the events carry. Required.",
         ),
         DB_TIMEOUT_OPTIONS,
         DEBUG_OPTION,
@@ -200,11 +201,30 @@ Exit codes:
      reported, not an error: `reconcile report --check` alerts on them)
   1  error (the database or Lago failed); safe to run again
   2  usage or configuration error; the message names the setting and the fix
-  3  missing events remain unsent (a dry run, --max-events, or a no at the prompt)
+  3  missing events remain unsent (a dry run, --max-events, a no at the prompt,
+     or, for backfill, rows held back as too recent)
   4  another run holds the lock for this database, event code and charge-by
   5  interrupted (SIGINT, SIGTERM, or end of input at the prompt): stopped
      between two batches, what was sent recorded, the run `interrupted`; run it
      again to send the rest (a second signal exits at once, 130 or 143)
+"""
+
+DURATION_HELP = """\
+\b
+DURATION: a number and a unit, s (the default), m, h or d: 90s, 20m, 6h, 1.5d.
+"""
+
+ALL_EXIT_CODES_HELP = """\
+\b
+Exit codes (each command's --help says which it uses):
+  0  done
+  1  error (the database or Lago failed); safe to run again
+  2  usage or configuration error; the message names the setting and the fix
+  3  run, backfill: missing events remain unsent (dry run, --max-events, held
+     back as too recent by backfill); report --check: a line not ok or a rollup gap
+  4  run, backfill: another run holds the lock of this database, code and charge-by
+  5  interrupted (SIGINT, SIGTERM, no answer at the prompt); what was sent is
+     recorded; a second signal exits at once with 130 or 143
 """
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
@@ -226,14 +246,14 @@ def lago_options(function: F) -> F:
         envvar="LAGO_API_BASE",
         show_envvar=True,
         metavar="URL",
-        help="Lago's API root, e.g. http://localhost:3000 or https://api.getlago.com.",
+        help="Lago's API root, e.g. http://localhost:3000 or https://api.getlago.com. Required.",
     )
     key = click.option(
         "--lago-api-key",
         envvar="LAGO_API_KEY",
         show_envvar=True,
         metavar="KEY",
-        help="Lago's API key (prefer the environment variable: options show in `ps`).",
+        help="Lago's API key (prefer the environment variable: options show in `ps`). Required.",
     )
     budget = click.option(
         "--lago-retry-budget",
