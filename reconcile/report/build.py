@@ -295,4 +295,4 @@ def run_report(summary: RunSummary, *, source: str, lago: str) -> Report:
             "LiteLLM's callback may still deliver them; "
             + ("the next run takes them" if settings.mode == "run" else "backfill again later")
         )
-    return Report(header, lines, summed, [], [], notes)
+    return Report(header, lines, summed, [], [], notes, backfilled_by="this run")

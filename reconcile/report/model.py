@@ -142,6 +142,7 @@ class Report:
     rollup_state: RollupState = RollupState.NOT_CHECKED
     rollup_days: int = 0  # customer-days of the rollup compared with the spend logs
     absent_customers: tuple[str, ...] = ()  # --customer ids with no row nor event in the window
+    backfilled_by: str = "any run, from the ledger"  # whose backfills `backfilled` counts
 
     @property
     def exceptions(self) -> list[Line]:

@@ -191,7 +191,8 @@ def summary_text(report: Report) -> str:
         ),
         (
             "backfilled",
-            f"{totals.backfilled_events:,} events, {cents(totals.backfilled_spend)} USD",
+            f"{totals.backfilled_events:,} events, {cents(totals.backfilled_spend)} USD "
+            f"({report.backfilled_by})",
         ),
         (
             "unexplained",
