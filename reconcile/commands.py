@@ -162,7 +162,11 @@ def backfill(
             f"stretch may still be arriving; give --until {format_instant(settle_point)} or "
             "earlier (or a shorter --settle)"
         )
-    with _locked(source, lago, state, settings, client) as (source_id, lago_client, ledger):
+    with _locked(source, lago, state, settings, client, stop) as (
+        source_id,
+        lago_client,
+        ledger,
+    ):
         return reconcile_window(
             source,
             lago_client,
@@ -262,7 +266,11 @@ def run(
     covered anything, it starts at the earliest of `schedule.first_since` and where an earlier
     attempt began (one that failed).
     """
-    with _locked(source, lago, state, settings, client) as (source_id, lago_client, ledger):
+    with _locked(source, lago, state, settings, client, stop) as (
+        source_id,
+        lago_client,
+        ledger,
+    ):
         identity = {
             "source_id": source_id,
             "source": str(source),
@@ -297,10 +305,17 @@ def _locked(
     state: StateSettings,
     settings: JobSettings,
     client: LagoClient | None,
+    stop: Stop | None = None,
 ) -> Iterator[tuple[str, LagoClient, Ledger]]:
-    """The source's server identity, a Lago client and the ledger, holding the run's lock."""
+    """The source's server identity, a Lago client and the ledger, holding the run's lock.
+
+    The client's waits between tries end on a signal `stop` notes (Interrupted).
+    """
     source_id = server_identity(source)
-    with _client(lago, client) as lago_client, Ledger(state.database, state.schema) as ledger:
+    with (
+        _client(lago, client, stop) as lago_client,
+        Ledger(state.database, state.schema) as ledger,
+    ):
         code, charge_by = settings.code, settings.charge_by.value
         if not ledger.try_lock(lock_key(source_id, code, charge_by)):
             raise RunLocked(
@@ -312,10 +327,13 @@ def _locked(
 
 
 @contextlib.contextmanager
-def _client(lago: LagoSettings, given: LagoClient | None) -> Iterator[LagoClient]:
+def _client(
+    lago: LagoSettings, given: LagoClient | None, stop: Stop | None = None
+) -> Iterator[LagoClient]:
     if given is not None:
         yield given
         return
     retry = RetryPolicy(total_seconds=lago.retry_budget)
-    with LagoClient(lago.base_url, lago.api_key, retry=retry) as client:
+    sleep = stop.pause if stop is not None else time.sleep
+    with LagoClient(lago.base_url, lago.api_key, retry=retry, sleep=sleep) as client:
         yield client

@@ -31,6 +31,7 @@ class Stop:
     def __init__(self) -> None:
         self.signal: signal.Signals | None = None
         self._interruptible = False
+        self._came = threading.Event()
 
     @property
     def requested(self) -> bool:
@@ -44,6 +45,16 @@ class Stop:
     def check(self) -> None:
         """Raise Interrupted if a signal came."""
         if self.signal is not None:
+            raise self.error()
+
+    def pause(self, seconds: float) -> None:
+        """Wait `seconds` (between two tries of a request) unless a signal comes: Interrupted.
+
+        A batch Lago keeps failing would otherwise hold a stopping run for the whole retry
+        budget, past any grace period (Kubernetes gives 30 s). Its events stay `sending` in
+        the ledger, for the next run to confirm against Lago, as after a kill.
+        """
+        if self._came.wait(seconds):
             raise self.error()
 
     @contextlib.contextmanager
@@ -70,6 +81,7 @@ class Stop:
         if self.signal is not None:  # asked twice: no more waiting for batches under way
             os._exit(128 + number)  # not a kill by the signal: PID 1 in a container ignores that
         self.signal = signal.Signals(number)
+        self._came.set()
         if self._interruptible:
             self._interruptible = False
             raise self.error()

@@ -191,6 +191,29 @@ def test_a_second_signal_exits_at_once_and_the_next_run_confirms(
     rerun(litellm_db, slow_lago, logs)
 
 
+def test_a_signal_while_lago_keeps_failing_ends_the_retries_at_once(
+    litellm_db: Database, logs: list[SpendLog], slow_lago: LagoEmulator
+) -> None:
+    """Lago down mid-send: a SIGTERM ends the waits between tries, not the 5-minute budget."""
+    process = subprocess.Popen(
+        [*COMMAND, "--yes"], env=environment(litellm_db, slow_lago),
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    wait_for(lambda: ours(slow_lago) >= 200, process)
+    slow_lago.faults.server_error(10**6)  # every request from now on: 503
+    time.sleep(3)  # the batches under way fail and wait to be tried again
+    signalled = time.monotonic()
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 5, stderr
+    assert time.monotonic() - signalled < 10  # a grace period's worth, not --lago-retry-budget
+    [(_, status, counts)], statuses = ledger(litellm_db)
+    assert status == "interrupted"
+    assert counts["sent"] == statuses.get("sent", 0) >= 200
+    assert "run 1 is recorded as interrupted" in stderr
+    rerun(litellm_db, slow_lago, logs)  # the batches cut off are confirmed, then the rest sent
+
+
 @pytest.fixture
 def prompt(litellm_db: Database, logs: list[SpendLog], lago: LagoEmulator) -> Iterator[Any]:
     """`reconcile backfill` on a terminal, waiting at its confirmation prompt."""
