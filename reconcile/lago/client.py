@@ -116,14 +116,7 @@ class LagoClient:
     ) -> Iterator[Slice[T]]:
         """The window's events, slice by slice, each page parsed by `parse`, in time order.
 
-        Slices keep Lago's offset pagination shallow: one hour at first, then sized by what
-        Lago returns (`SliceSizer`: longer while sparse, up to `longest_slice_hours`), and
-        read `concurrency` at a time, a few ahead. A long slice that turns out dense is split
-        and read again before any of it is kept. Each is paged until Lago's own count agrees
-        with what was read, and read again if events arrived meanwhile: page through closed
-        windows only (one that never stops changing ends in a LagoError). Adjacent slices
-        share their edge instant, so an event exactly on it is in both. On a terminal, a long
-        listing shows its progress on stderr.
+        Slices sized by what Lago returns, read a few ahead; see `reconcile.lago.listing`.
         """
         return list_slices(self, code, window, parse, subscription=subscription)
 
