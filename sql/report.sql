@@ -35,12 +35,13 @@ GROUP BY 1, 2
 
 -- name: spend_logs_by_day
 -- The same per id and UTC date from the per-request rows, every status included (the rollup
--- counts failures too). NaN and infinite costs are left out of the sum, as everywhere.
+-- counts failures too). NaN and infinite costs are left out of the sum, as everywhere (in
+-- Postgres NaN = NaN is true: name it).
 SELECT {charge_by} AS customer,
        to_char("startTime", 'YYYY-MM-DD') AS date,
        count(*) AS requests,
        coalesce(sum(spend::text::numeric) FILTER (
-           WHERE spend = spend AND spend NOT IN ('Infinity', '-Infinity')
+           WHERE spend NOT IN ('NaN', 'Infinity', '-Infinity')
        ), 0) AS spend
 FROM "LiteLLM_SpendLogs"
 WHERE "startTime" >= %(since)s

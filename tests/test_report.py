@@ -212,6 +212,43 @@ def test_the_rollup_cross_check_finds_planted_gaps(scene: Scene) -> None:
     assert result.failed_check
 
 
+@pytest.mark.parametrize("cost", ["NaN", "Infinity"])
+def test_a_nan_or_infinite_cost_in_the_rollup_is_compared_by_requests(
+    scene: Scene, cost: str
+) -> None:
+    customers = truth(
+        scene.database, BILLABLE_BY_DAY, zone="UTC", pattern="YYYY-MM-DD",
+        since=dt.datetime(2026, 11, 1), until=dt.datetime(2026, 11, 2),
+    )  # fmt: skip
+    (customer, _), *_ = sorted(customers)
+    with connect(scene.database) as connection:
+        # LiteLLM adds each request's cost to its rollup: one such cost poisons both.
+        connection.execute(
+            """UPDATE "LiteLLM_SpendLogs" SET spend = %(cost)s::float8
+               WHERE request_id = (SELECT min(request_id) FROM "LiteLLM_SpendLogs"
+                                   WHERE end_user = %(customer)s
+                                     AND "startTime" >= '2026-11-01' AND "startTime" < '2026-11-02')""",
+            {"cost": cost, "customer": customer},
+        )
+        connection.execute(
+            """INSERT INTO "LiteLLM_DailyEndUserSpend"
+                   (id, end_user_id, date, api_key, model, spend, api_requests, updated_at)
+               SELECT gen_random_uuid()::text, end_user, '2026-11-01', 'key', 'gpt-4o',
+                      sum(spend), count(*), now()
+               FROM "LiteLLM_SpendLogs"
+               WHERE end_user = %(customer)s AND "startTime" >= '2026-11-01'
+                 AND "startTime" < '2026-11-02'
+               GROUP BY end_user""",
+            {"customer": customer},
+        )
+        connection.commit()
+    result = report(scene)
+    assert (result.rollup_state, result.rollup_days, result.rollup_gaps) == (
+        RollupState.COMPARED, 1, [],
+    )  # fmt: skip
+    assert any("NaN or infinite spend for 1 customer-day" in note for note in result.notes)
+
+
 def test_the_rollup_cross_check_says_why_it_compared_nothing(scene: Scene) -> None:
     assert report(scene).rollup_state is RollupState.NO_ROWS  # an empty rollup table
     half_day = Window(DAY_WINDOW.since, DAY_WINDOW.since + dt.timedelta(hours=12))

@@ -63,12 +63,21 @@ def rollup_gaps(
         logs = _by_day(connection, named["spend_logs_by_day"], names, days)
     if customers:
         rollup = {key: value for key, value in rollup.items() if key[0] in customers}
-    gaps = []
+    gaps, unsummable = [], 0
     for key, (requests, spend) in sorted(rollup.items()):
         log_requests, log_spend = logs.get(key, (0, ZERO))
-        if spend - log_spend > tolerance or requests > log_requests:
+        summable = spend.is_finite()  # a NaN or infinite cost poisons the rollup's sum for good
+        unsummable += not summable
+        lost = spend - log_spend > tolerance if summable else False  # then requests only
+        if lost or requests > log_requests:
             day = dt.date.fromisoformat(key[1])
             gaps.append(RollupGap(key[0], day, requests, spend, log_requests, log_spend))
+    if unsummable:
+        notes.append(
+            f"LiteLLM's daily rollup holds a NaN or infinite spend for {unsummable:,} "
+            "customer-day(s) (a request with such a cost was added to it): their requests "
+            "were compared, not their spend"
+        )
     return (RollupState.COMPARED if rollup else RollupState.NO_ROWS), len(rollup), gaps
 
 
