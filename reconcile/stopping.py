@@ -109,3 +109,25 @@ def stopping(stop: Stop | None = None) -> Iterator[Stop]:
     finally:
         for number, handler in previous.items():
             signal.signal(number, handler)
+
+
+@contextlib.contextmanager
+def terminable() -> Iterator[None]:
+    """SIGTERM in the block raises Interrupted, as Ctrl-C raises KeyboardInterrupt.
+
+    So every command unwinds on the signal systemd, Kubernetes and `docker stop` send:
+    temporary files are removed and embedded servers stopped. `run` and `backfill` put their
+    own handling (`stopping`) inside. Off the main thread nothing is installed.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def terminate(number: int, _frame: FrameType | None) -> None:
+        raise Interrupted(f"interrupted by {signal.Signals(number).name}")
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -13,6 +13,7 @@ from reconcile.cli import demo, events, lago_emulator, reconciling, report
 from reconcile.cli.options import ALL_EXIT_CODES_HELP, DURATION_HELP
 from reconcile.errors import EXIT_ERROR, EXIT_INTERRUPTED, Interrupted, ReconcileError
 from reconcile.money import wide
+from reconcile.stopping import terminable
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -89,13 +90,13 @@ def main(args: list[str] | None = None) -> None:
     debug = _debug_requested(argv)
     _configure_logging(debug)
     try:
-        with wide():  # every amount the commands add up or print is exact
+        with wide(), terminable():  # exact amounts; SIGTERM unwinds like Ctrl-C
             code = cli.main(argv, prog_name="reconcile", standalone_mode=False)
     except click.ClickException as error:
         error.show()
         code = error.exit_code
     except click.Abort:  # Ctrl-C in a command that does not stop by itself
-        click.echo("reconcile: interrupted", err=True)
+        click.echo("\nreconcile: interrupted by SIGINT", err=True)
         code = EXIT_INTERRUPTED
     except Interrupted as error:  # not an error: said as what happened
         click.echo(f"reconcile: {error}", err=True)

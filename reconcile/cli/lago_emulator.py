@@ -7,13 +7,14 @@ import threading
 
 import click
 
-from reconcile.cli.options import DEBUG_OPTION, EXIT_CODES_HELP
+from reconcile.cli.options import DEBUG_OPTION, EMULATOR_EXIT_CODES_HELP
+from reconcile.errors import Interrupted
 from reconcile.lago.emulator import DEFAULT_API_KEY, LagoEmulator
 
 log = logging.getLogger(__name__)
 
 
-@click.command("lago-emulator", epilog=EXIT_CODES_HELP)
+@click.command("lago-emulator", epilog=EMULATOR_EXIT_CODES_HELP)
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option(
     "--port",
@@ -118,9 +119,12 @@ def lago_emulator(
     emulator.faults.server_error(server_errors)
     emulator.faults.drop_connections(drop_connections)
     with emulator:
-        click.echo(emulator.url)
-        log.info("Lago emulator (%s store) listening on %s; Ctrl-C stops it", store, emulator.url)
-        try:
+        try:  # from the first line out: a signal may come as soon as the URL is read
+            click.echo(emulator.url)
+            log.info(
+                "Lago emulator (%s store) listening on %s; Ctrl-C or SIGTERM stops it",
+                store, emulator.url,
+            )  # fmt: skip
             threading.Event().wait()
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, Interrupted):  # its normal end: exit 0
             log.info("Lago emulator stopped")

@@ -36,9 +36,16 @@ Exit codes:
   0  done
   1  error (the database or Lago failed); nothing half-done is left behind
   2  usage or configuration error; the message names the setting and the fix
-  5  interrupted (SIGINT, SIGTERM, no answer at the prompt): `run` and
-     `backfill` stop between two batches and record what they sent; a second
-     signal exits at once with 130 or 143
+  5  interrupted (SIGINT or SIGTERM): stopped where it was, temporary files
+     removed, nothing half-written left
+"""
+
+EMULATOR_EXIT_CODES_HELP = """\
+\b
+Exit codes:
+  0  stopped by Ctrl-C or SIGTERM, its normal end
+  1  error (e.g. the port is taken)
+  2  usage error; the message names the option and the fix
 """
 
 
