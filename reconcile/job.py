@@ -187,7 +187,8 @@ def _reconcile(
             summary.run_id or 0,
             label,
         )
-    stop.check()  # came after the last batch: still a stop asked for, and said so
+    if stop.signal is not None:  # after the last batch: nothing left to stop, the run ends
+        log.warning("%s came after the last batch: the run is complete", stop.signal.name)
     summary.unsent = summary.missing - summary.sent - summary.already_in_lago
     summary.covered_until = _covered_until(settings, summary, rows, settled)
     summary.lines = sorted_lines(tallies.lines(settings.tolerance))

@@ -100,8 +100,6 @@ def interrupted(reason: str, summary: RunSummary) -> str:
     done = summary.sent + summary.already_in_lago
     remaining = len(plan.events) - done
     where = "before sending anything" if done == 0 else "between two batches"
-    if remaining == 0:
-        where = "after the last batch"
     held = summary.missing - len(plan.events)
     return (
         f"{cause} {where}: {summary.sent:,} event(s) sent to Lago (${summary.sent_spend:,.2f})"

@@ -336,3 +336,32 @@ def test_the_nightly_run_resumes_an_interrupted_night_from_where_it_began(
         ("succeeded", True),
     ]
     assert windows[0][1] == windows[1][1]
+
+
+def test_a_signal_after_the_last_batch_lets_the_run_end_as_it_is(
+    litellm_db: Database, logs: list[SpendLog], lago: LagoEmulator
+) -> None:
+    """Everything was sent when the signal came: nothing to stop, the run succeeded."""
+    stop = Stop()
+
+    class SignalledAfterSending(LagoClient):
+        def send_events(self, *args: Any, **kwargs: Any) -> Any:
+            report = super().send_events(*args, **kwargs)
+            stop.handle(signal.SIGTERM)  # noted, as during the last answer
+            return report
+
+    settings = JobSettings(
+        mode="backfill",
+        window=Window(dt.datetime(2026, 11, 1, tzinfo=UTC), dt.datetime(2026, 11, 2, tzinfo=UTC)),
+        charge_by=ChargeBy.END_USER_ID,
+        code=CODE,
+    )
+    with SignalledAfterSending(lago.url, KEY) as client:
+        summary = commands.backfill(
+            litellm_db, commands.LagoSettings(lago.url, KEY), commands.StateSettings(litellm_db),
+            settings, client=client, stop=stop,
+        )  # fmt: skip
+    assert summary.complete
+    billed_once(lago, logs)
+    [(_, status, _)], statuses = ledger(litellm_db)
+    assert (status, set(statuses)) == ("succeeded", {"sent"})
