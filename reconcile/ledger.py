@@ -13,7 +13,7 @@ import psycopg
 from psycopg import sql
 
 from reconcile import queries
-from reconcile.errors import ConfigError, SourceUnavailable
+from reconcile.errors import ConfigError, SourceError, SourceUnavailable
 from reconcile.postgres import Database, connect
 
 DEFAULT_SCHEMA = "litellm_reconcile"
@@ -74,9 +74,15 @@ def migration_script(schema: str = DEFAULT_SCHEMA) -> str:
 
 @contextlib.contextmanager
 def _explained(database: Database, schema: str, doing: str) -> Iterator[None]:
-    """A refusal by Postgres's privileges, turned into an error that says what to grant."""
+    """Postgres's refusals, as errors that say what to do: grant, raise a timeout, retry."""
     try:
         yield
+    except psycopg.errors.QueryCanceled as error:  # 57014: an OperationalError, not a break
+        raise SourceError(
+            f"{database.setting} ({database}): a statement of reconcile's ledger was cancelled "
+            f"({' '.join(str(error).split())}): raise statement_timeout (the URL's options, "
+            "the role's setting, or --db-statement-timeout); running again is safe"
+        ) from None
     except psycopg.OperationalError as error:
         raise SourceUnavailable(
             f"{database.setting} ({database}): the connection to reconcile's ledger broke "

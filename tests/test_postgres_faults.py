@@ -222,3 +222,17 @@ def test_a_half_dead_connection_fails_the_read_and_frees_the_lock(
         assert again.returncode in (0, 3), again.stderr
     finally:
         proxy.close()
+
+
+def test_a_statement_timeout_in_the_url_is_named_as_such(
+    litellm_db: Database, insert: Callable[..., None], factory: SpendLogFactory, lago: LagoEmulator
+) -> None:
+    insert(*factory.day(DAY, 2000))
+    assert reconcile("migrate", env={"DATABASE_URL": litellm_db.url()}).returncode == 0
+    hurried = litellm_db.replace(options="-c statement_timeout=1").url()
+    env = {"DATABASE_URL": hurried, "LAGO_API_BASE": lago.url, "LAGO_API_KEY": LAGO_KEY,
+           "LAGO_API_EVENT_CODE": "openai_tokens"}  # fmt: skip
+    done = reconcile("backfill", "--since", "2026-11-01", "--until", "2026-11-02", env=env)
+    assert done.returncode == 1, done.stderr
+    assert "statement_timeout" in done.stderr and "raise" in done.stderr
+    assert "check that Postgres is up" not in done.stderr
