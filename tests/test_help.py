@@ -63,3 +63,8 @@ def test_required_settings_say_so(command: str, option: str) -> None:
 def test_the_emulator_names_the_billing_listings_it_answers() -> None:
     text = " ".join(help_of("lago-emulator").split())
     assert "GET /api/v1/subscriptions" in text and "GET /api/v1/invoices" in text
+
+
+def test_the_rule_for_rows_without_status_is_the_codes() -> None:
+    text = " ".join(help_of("events").split())
+    assert "or none, whatever the row's date" in text
