@@ -238,6 +238,16 @@ def test_credentials_in_lago_api_base_stay_secret_on_success_and_failure(
     assert len(recorded) == 2  # both runs, the failed one included
 
 
+def test_credentials_lago_refuses_are_named_as_the_cause_not_the_key(
+    env: dict[str, str], litellm_db: Database, lago: LagoEmulator
+) -> None:
+    straight = lago.url.replace("http://", "http://user:secret@")
+    refused = run(["backfill", *WINDOW, "--yes"], env={**env, "LAGO_API_BASE": straight})
+    assert refused.exit_code == 2, refused.stderr
+    assert "LAGO_API_BASE carries credentials" in refused.stderr
+    assert "secret" not in refused.stderr
+
+
 @pytest.mark.parametrize(
     ("url", "shown"),
     [

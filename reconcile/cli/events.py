@@ -50,9 +50,9 @@ def events(
     """Write the Lago events a window of spend logs calls for.
 
     One event per billable row: status success (or none, whatever the row's date: LiteLLM
-    wrote none before May 2025) and a non-empty charge-by id. Rows that are not billable are counted by class on stderr, never
-    dropped silently. The output is what Lago should hold for the window; it is the same,
-    byte for byte, every time the same rows are read.
+    wrote none before May 2025) and a non-empty charge-by id. Rows that are not billable are
+    counted by class on stderr, never dropped silently. The output is what Lago should hold
+    for the window; it is the same, byte for byte, every time the same rows are read.
 
     \b
     Example:

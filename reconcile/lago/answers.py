@@ -66,6 +66,12 @@ def raise_for_status(response: httpx.Response, base_url: str) -> None:
     where = f"{response.request.method} {response.request.url.path}"
     if status < 300 or status == 422:
         return
+    if status in (401, 403) and response.request.url.username:
+        raise ConfigError(
+            f"Lago at {base_url} refused the request (HTTP {status}): LAGO_API_BASE carries "
+            "credentials, sent as HTTP Basic auth in place of LAGO_API_KEY's Bearer token; "
+            "remove them from LAGO_API_BASE unless a gateway in front of Lago expects them"
+        )
     if status in (401, 403):
         raise ConfigError(
             f"Lago at {base_url} refused the API key (HTTP {status}): check LAGO_API_KEY "
