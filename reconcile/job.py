@@ -16,7 +16,7 @@ import pyarrow.compute as pc
 
 import reconcile
 from reconcile import sending
-from reconcile.attribute import RowClass, Tally
+from reconcile.attribute import Tally
 from reconcile.build_events import json_lines
 from reconcile.errors import Interrupted
 from reconcile.lago.client import LagoClient
@@ -141,14 +141,6 @@ def _reconcile(
     in_window = result.rows[result.rows["in_window"]]
     summary.matched_by_id = int((in_window["matched_by"] == "id").sum())
     summary.matched_by_fingerprint = int((in_window["matched_by"] == "fingerprint").sum())
-    negative = expected.tally[RowClass.NEGATIVE_COST]
-    if negative.rows:
-        log.warning(
-            "%s row(s) have a negative cost (%s USD in all): never sent, as a credit nobody "
-            "asked for; check LiteLLM's price for their models",
-            f"{negative.rows:,}",
-            negative.spend,
-        )
     with clock("ledger"):
         listed = result.events
         ours = listed[listed["transaction_id"].str.startswith(PREFIX).fillna(False)]

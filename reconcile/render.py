@@ -189,14 +189,7 @@ def run_summary(summary: RunSummary, *, lago: str) -> str:
 
 
 def _warnings(summary: RunSummary) -> list[str]:
-    notes = []
-    negative = summary.tally[RowClass.NEGATIVE_COST]
-    if negative.rows:
-        notes.append(
-            f"warning: {negative.rows:,} row(s) have a negative cost ({money(negative.spend)} "
-            "USD): never sent, as a credit nobody asked for; check LiteLLM's price for their "
-            "models."
-        )
+    notes = []  # negative costs: a row of the table above, and a note of the report below
     if summary.too_recent:
         later = (
             "the next nightly run takes them"

@@ -149,7 +149,7 @@ def test_a_negative_cost_is_never_sent_and_is_counted_apart(
     stored = [event["properties"]["response_cost"] for event in lago.stored_events()]
     assert stored == ["0.0021"]
     assert "negative cost (never sent)" in ran.first.stderr
-    assert "warning: 1 row(s) have a negative cost (-0.847665" in ran.first.stderr
+    assert ran.first.stderr.count("have a negative cost (-0.847665") == 1  # said once
     (counts,) = ran.ledger("SELECT counts FROM litellm_reconcile.runs WHERE counts->>'sent' = '1'")
     assert counts[0]["rows"]["negative_cost"] == {"rows": 1, "spend": "-0.847665"}
     line = next(line for line in ran.lines() if line["customer"] == "cust-2")
