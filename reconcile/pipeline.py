@@ -43,8 +43,9 @@ ROW_COLUMNS = {
 class Stopwatch:
     """Seconds per stage, into a dict, with one log line each."""
 
-    def __init__(self, seconds: dict[str, float] | None = None) -> None:
+    def __init__(self, seconds: dict[str, float] | None = None, *, level: int = logging.INFO):
         self.seconds = {} if seconds is None else seconds
+        self.level = level
 
     @contextlib.contextmanager
     def __call__(self, stage: str) -> Iterator[None]:
@@ -54,7 +55,7 @@ class Stopwatch:
             yield
         finally:
             self.seconds[stage] = round(time.monotonic() - started, 3)
-            log.info("stage %s took %.1f s", stage, self.seconds[stage])
+            log.log(self.level, "stage %s took %.1f s", stage, self.seconds[stage])
 
 
 def read_and_match(

@@ -78,6 +78,25 @@ def test_a_month_of_sparse_data_against_fixed_hourly_slices(lago: LagoEmulator) 
     assert adaptive_requests < 30
 
 
+def test_listing_day_after_day_starts_each_day_where_the_last_one_ended(
+    lago: LagoEmulator,
+) -> None:
+    """A report lists a window a day at a time: a sparse year is about a request a day."""
+    days = 120
+    lago.preload(event(index, START + index * dt.timedelta(days=3)) for index in range(days // 3))
+    before, found = lago.request_count, 0
+    with LagoClient(lago.url, KEY) as client:
+        for day in range(days):
+            since = START + dt.timedelta(days=day)
+            window = Window(since, since + dt.timedelta(days=1))
+            found += len(frame(client.list_slices("tokens", window, arrow_page)))
+    assert found == days // 3 + sum(  # an event on a midnight is in both days' listings
+        1 for index in range(1, days // 3) if index * 3 < days
+    )
+    # From an hour every day, each day climbed again: 1, 2, 4, 8, 16 hours, 5 requests.
+    assert lago.request_count - before < days + 10
+
+
 def test_a_sparse_stretch_that_turns_dense_is_split_before_it_is_read(
     lago: LagoEmulator,
 ) -> None:

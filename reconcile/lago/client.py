@@ -77,6 +77,7 @@ class LagoClient:
         self.batch_size = batch_size
         self.slice = dt.timedelta(hours=slice_hours)
         self.longest_slice = dt.timedelta(hours=longest_slice_hours)
+        self.learned_slice: dt.timedelta | None = None  # where the next listing's slices start
         self.retry = retry or RetryPolicy()
         self._outage = Outage(self.retry.total_seconds, clock)
         self._sleep = sleep

@@ -45,7 +45,9 @@ def list_slices(
     share their edge instant, so an event exactly on it is in both. On a terminal, a long
     listing shows its progress on stderr.
     """
-    sizer = SliceSizer(client.slice, client.longest_slice, client.per_page)
+    # A listing starts from the length the last one ended with: a report lists day after day,
+    # and a day as sparse as the one before is one request, not a climb from an hour again.
+    sizer = SliceSizer(client.slice, client.longest_slice, client.per_page, client.learned_slice)
     cursor = window.since
     workers = max(client.concurrency, 1)
     with (
@@ -84,6 +86,7 @@ def list_slices(
                     read_ahead(workers + 1)
                     continue
                 sizer.heard(end - start, read)
+                client.learned_slice = sizer.span
                 read_ahead(1)
                 progress(end - start, read)
                 yield Slice(start, end, pages)

@@ -34,11 +34,13 @@ class SliceSizer:
     shortest: dt.timedelta
     longest: dt.timedelta
     per_page: int
+    start: dt.timedelta | None = None
+    """The first slice's length (what an earlier listing learned); `shortest` if None."""
     span: dt.timedelta = dataclasses.field(init=False)
 
     def __post_init__(self) -> None:
         self.longest = max(self.longest, self.shortest)
-        self.span = self.shortest
+        self.span = min(max(self.start or self.shortest, self.shortest), self.longest)
 
     def heard(self, length: dt.timedelta, events: int) -> None:
         """A slice `length` long held `events` events: size the next ones by it."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import logging
+import time
 import zoneinfo
 from collections.abc import Callable, Collection, Iterator, Sequence
 from decimal import Decimal
@@ -17,7 +18,7 @@ from reconcile.errors import ConfigError
 from reconcile.lago.client import LagoClient
 from reconcile.ledger import DEFAULT_SCHEMA
 from reconcile.margins import DEFAULT_SETTLE, Margins
-from reconcile.pipeline import read_and_match
+from reconcile.pipeline import Stopwatch, read_and_match
 from reconcile.postgres import Database, connect
 from reconcile.report.aggregate import (
     Tallies,
@@ -116,8 +117,9 @@ def build_report(
     backfilled = _backfilled(state or database, state_schema, settings, margin, notes)
     in_finalized = _finalized_lookup(finalized)
     tallies, daily = Tallies(), []
+    quiet, started = Stopwatch(level=logging.DEBUG), time.monotonic()
     for day, part in local_days(settings.window, zone):
-        log.info("report: %s", day)
+        log.debug("report: %s", day)  # a long report's days: not a line each in cron's logs
         day_tallies = Tallies()
         job = JobSettings(
             mode="report",
@@ -131,7 +133,7 @@ def build_report(
             chunk_rows=settings.chunk_rows,
         )
         expected, result = read_and_match(
-            database, client, job, now=now, observe=observe_rows(day_tallies, label)
+            database, client, job, now=now, observe=observe_rows(day_tallies, label), clock=quiet
         )
         add_matches(
             day_tallies, expected, result, label, backfilled=backfilled, finalized=in_finalized
@@ -145,6 +147,10 @@ def build_report(
             )
         )
         tallies.merge(day_tallies)
+    log.info(
+        "report: %s day(s) read, listed and matched in %.1f s (%s Lago requests)",
+        f"{len(daily):,}", time.monotonic() - started, f"{client.requests:,}",
+    )  # fmt: skip
     lines = sorted_lines(tallies.lines(settings.tolerance))
     header = Header(
         since=settings.window.since.astimezone(zone),
