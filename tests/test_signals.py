@@ -61,6 +61,14 @@ def environment(database: Database, lago: LagoEmulator) -> dict[str, str]:
             "LAGO_API_KEY": KEY, "LAGO_API_EVENT_CODE": CODE}  # fmt: skip
 
 
+def backfill(database: Database, lago: LagoEmulator) -> subprocess.Popen[str]:
+    """`reconcile backfill --yes` of the day in a real process, its stderr piped."""
+    return subprocess.Popen(
+        [*COMMAND, "--yes"], env=environment(database, lago),
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+
 def ours(lago: LagoEmulator) -> int:
     return sum(event["transaction_id"].startswith(PREFIX) for event in lago.stored_events())
 
@@ -135,10 +143,7 @@ def test_a_signal_while_sending_stops_between_batches(
     rng = random.Random(seed)
     owed = len(billable(logs))
     after = rng.randrange(1, owed // 2)  # events Lago holds when the signal goes
-    process = subprocess.Popen(
-        [*COMMAND, "--yes"], env=environment(litellm_db, slow_lago),
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+    process = backfill(litellm_db, slow_lago)
     wait_for(lambda: ours(slow_lago) >= after, process)
     time.sleep(rng.uniform(0, LATENCY))
     process.send_signal(sign)
@@ -155,10 +160,7 @@ def test_a_signal_before_sending_ends_the_run_cleanly(
     litellm_db: Database, logs: list[SpendLog], slow_lago: LagoEmulator
 ) -> None:
     """Ctrl-C while Lago is listed (nothing sent yet): exit 5, the run interrupted, nothing sent."""
-    process = subprocess.Popen(
-        [*COMMAND, "--yes"], env=environment(litellm_db, slow_lago),
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+    process = backfill(litellm_db, slow_lago)
     wait_for(lambda: slow_lago.request_count > 0, process)
     time.sleep(random.Random(4).uniform(0, 0.8 * LATENCY))  # before Lago's first answer
     process.send_signal(signal.SIGINT)
@@ -176,10 +178,7 @@ def test_a_second_signal_exits_at_once_and_the_next_run_confirms(
     litellm_db: Database, logs: list[SpendLog], slow_lago: LagoEmulator
 ) -> None:
     """Two SIGTERMs: 143 at once, the batches under way left `sending`; nothing billed twice."""
-    process = subprocess.Popen(
-        [*COMMAND, "--yes"], env=environment(litellm_db, slow_lago),
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+    process = backfill(litellm_db, slow_lago)
     wait_for(lambda: ours(slow_lago) >= 300, process)
     process.send_signal(signal.SIGTERM)
     time.sleep(0.02)
@@ -195,10 +194,7 @@ def test_a_signal_while_lago_keeps_failing_ends_the_retries_at_once(
     litellm_db: Database, logs: list[SpendLog], slow_lago: LagoEmulator
 ) -> None:
     """Lago down mid-send: a SIGTERM ends the waits between tries, not the 5-minute budget."""
-    process = subprocess.Popen(
-        [*COMMAND, "--yes"], env=environment(litellm_db, slow_lago),
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+    process = backfill(litellm_db, slow_lago)
     wait_for(lambda: ours(slow_lago) >= 200, process)
     slow_lago.faults.server_error(10**6)  # every request from now on: 503
     time.sleep(3)  # the batches under way fail and wait to be tried again
