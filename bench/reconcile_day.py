@@ -56,7 +56,7 @@ CODE = "openai_tokens"
 KEY = "bench-key"
 EMULATOR = """
 import gc, json, sys
-from reconcile.lago.emulator import LagoEmulator
+from reconcile.lago_emulator import LagoEmulator
 from reconcile.lago.events import parse_time
 events, receptions = [], {}
 with open(sys.argv[1]) as lines:

@@ -32,7 +32,7 @@ from reconcile.report.model import Report
 from reconcile.settings import DEFAULT_CHUNK_ROWS, ChargeBy, JobSettings
 from reconcile.spendlogs.read import open_snapshot, read_window
 from reconcile.stopping import Stop
-from reconcile.summary import Plan, RunSummary
+from reconcile.summary import EventsSummary, Plan, RunSummary
 from reconcile.transaction_id import IdBasis
 from reconcile.window import Window, format_instant
 
@@ -44,20 +44,6 @@ class EventFormat(enum.StrEnum):
 
     JSONL = "jsonl"
     CSV = "csv"
-
-
-@dataclasses.dataclass(frozen=True)
-class EventsSummary:
-    """What `events` read and wrote: the classes of the window's rows and the ids it built."""
-
-    source: str
-    window: Window
-    charge_by: ChargeBy
-    code: str
-    tally: Tally
-    events: int
-    id_basis: dict[IdBasis, int]
-    seconds: float
 
 
 def events(

@@ -7,11 +7,10 @@ from collections.abc import Sequence
 from decimal import ROUND_HALF_UP, Decimal
 
 from reconcile.attribute import CLASS_ORDER, RowClass
-from reconcile.commands import EventsSummary
 from reconcile.money import tidy
 from reconcile.report.display import customer_label, safe, truncate, width
 from reconcile.report.model import Report
-from reconcile.summary import Plan, RunSummary
+from reconcile.summary import EventsSummary, Plan, RunSummary
 from reconcile.transaction_id import IdBasis
 
 _CLASS_LABELS = {

@@ -1,4 +1,4 @@
-"""What a run found and did: the plan it showed, and the summary the ledger and stderr keep."""
+"""What a run found and did: its plan, the summary the ledger keeps, what `events` wrote."""
 
 from __future__ import annotations
 
@@ -12,7 +12,9 @@ import pandas as pd
 from reconcile.attribute import Tally
 from reconcile.money import ZERO
 from reconcile.report.model import Line
-from reconcile.settings import JobSettings
+from reconcile.settings import ChargeBy, JobSettings
+from reconcile.transaction_id import IdBasis
+from reconcile.window import Window
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,3 +97,17 @@ class RunSummary:
             "lago_requests": self.lago_requests,
             "seconds": self.seconds,
         }
+
+
+@dataclasses.dataclass(frozen=True)
+class EventsSummary:
+    """What `events` read and wrote: the classes of the window's rows and the ids it built."""
+
+    source: str
+    window: Window
+    charge_by: ChargeBy
+    code: str
+    tally: Tally
+    events: int
+    id_basis: dict[IdBasis, int]
+    seconds: float

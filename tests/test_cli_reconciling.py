@@ -12,7 +12,7 @@ from test_cli import run
 from test_reconcile_e2e import billable, billed_once, callback
 
 from reconcile.demo.factory import SpendLog, SpendLogFactory
-from reconcile.lago.emulator import LagoEmulator
+from reconcile.lago_emulator import LagoEmulator
 from reconcile.ledger import lock_key
 from reconcile.postgres import Database, connect, server_identity
 

@@ -19,7 +19,7 @@ from lago_python_client.client import Client
 from lago_python_client.exceptions import LagoApiError, LagoRateLimitError
 from lago_python_client.models.event import BatchEvent, Event
 
-from reconcile.lago.emulator import LagoEmulator, RequestRecord
+from reconcile.lago_emulator import LagoEmulator, RequestRecord
 
 API_KEY = "test-key-5f0c1a"
 CLOCK = dt.datetime(2026, 11, 1, 12, 0, 0, 250000, tzinfo=dt.UTC)

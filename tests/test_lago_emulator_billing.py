@@ -14,7 +14,7 @@ import pytest
 from lago_openapi import errors as openapi_errors
 from lago_python_client.client import Client
 
-from reconcile.lago.emulator import LagoEmulator
+from reconcile.lago_emulator import LagoEmulator
 
 API_KEY = "test-key-2b7d90"
 CLOCK = dt.datetime(2026, 11, 15, 12, 0, 0, tzinfo=dt.UTC)

@@ -34,7 +34,7 @@ from psycopg import sql
 from reconcile import commands
 from reconcile.demo.litellm_schema import create_database, drop_database
 from reconcile.lago.client import LagoClient
-from reconcile.lago.emulator import LagoEmulator
+from reconcile.lago_emulator import LagoEmulator
 from reconcile.matching.models import PROVIDERS
 from reconcile.postgres import Database, connect
 from reconcile.settings import ChargeBy, JobSettings

@@ -12,7 +12,7 @@ from conftest import DAY, ENV_NAMES, LAGO_KEY
 
 from reconcile import render
 from reconcile.demo.factory import SpendLogFactory
-from reconcile.lago.emulator import LagoEmulator
+from reconcile.lago_emulator import LagoEmulator
 from reconcile.postgres import Database
 from reconcile.report.display import width
 from reconcile.summary import Plan

@@ -16,7 +16,7 @@ import pytest
 from conftest import DAY, ENV_NAMES, LAGO_KEY
 
 from reconcile.demo.factory import SpendLogFactory
-from reconcile.lago.emulator import LagoEmulator
+from reconcile.lago_emulator import LagoEmulator
 from reconcile.postgres import Database, connect, parse_database_url
 
 RECONCILE = str(Path(sys.executable).parent / "reconcile")

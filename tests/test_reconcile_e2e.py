@@ -24,8 +24,8 @@ from reconcile.demo.factory import SpendLog, SpendLogFactory
 from reconcile.demo.litellm_schema import psql_command
 from reconcile.errors import ConfigError, LagoUnavailable, RunLocked
 from reconcile.lago.client import LagoClient
-from reconcile.lago.emulator import LagoEmulator
 from reconcile.lago.retry import RetryPolicy
+from reconcile.lago_emulator import LagoEmulator
 from reconcile.ledger import lock_key
 from reconcile.postgres import Database, connect, server_identity
 from reconcile.settings import DEFAULT_CHUNK_ROWS, ChargeBy, JobSettings

@@ -17,7 +17,7 @@ from test_reconcile_e2e import CODE, KEY, billable, callback
 from reconcile import commands
 from reconcile.demo.factory import SpendLog, SpendLogFactory
 from reconcile.lago.client import LagoClient
-from reconcile.lago.emulator import LagoEmulator
+from reconcile.lago_emulator import LagoEmulator
 from reconcile.money import exact, wide
 from reconcile.postgres import Database, connect
 from reconcile.report.aggregate import Tallies, _held, finish

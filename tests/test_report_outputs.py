@@ -21,7 +21,7 @@ from test_reconcile_e2e import billable, callback
 from test_report_formats import header, parse, read_csv, render
 
 from reconcile.demo.factory import SpendLog, SpendLogFactory
-from reconcile.lago.emulator import LagoEmulator
+from reconcile.lago_emulator import LagoEmulator
 from reconcile.postgres import Database, connect
 from reconcile.report.formats import ReportFormat
 from reconcile.report.model import LINE_FIELDS, Line, Report, RollupState, Status

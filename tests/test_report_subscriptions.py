@@ -10,7 +10,7 @@ from test_report import DAY_WINDOW
 from reconcile import commands
 from reconcile.demo.factory import SpendLogFactory
 from reconcile.lago.client import LagoClient
-from reconcile.lago.emulator import LagoEmulator
+from reconcile.lago_emulator import LagoEmulator
 from reconcile.postgres import Database
 from reconcile.report.build import ReportSettings
 from reconcile.settings import ChargeBy

@@ -24,7 +24,7 @@ from reconcile import commands
 from reconcile.demo.factory import SpendLog, SpendLogFactory
 from reconcile.errors import Interrupted
 from reconcile.lago.client import LagoClient
-from reconcile.lago.emulator import LagoEmulator
+from reconcile.lago_emulator import LagoEmulator
 from reconcile.postgres import Database, connect
 from reconcile.settings import ChargeBy, JobSettings
 from reconcile.stopping import Stop

@@ -9,7 +9,7 @@ import click
 
 from reconcile.cli.options import DEBUG_OPTION, EMULATOR_EXIT_CODES_HELP
 from reconcile.errors import Interrupted
-from reconcile.lago.emulator import DEFAULT_API_KEY, LagoEmulator
+from reconcile.lago_emulator import DEFAULT_API_KEY, LagoEmulator
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from reconcile.demo.embedded import embedded_postgres
 from reconcile.demo.factory import SpendLog, SpendLogFactory, insert_spend_logs
 from reconcile.demo.litellm_schema import create_database, ensure_template, migration_files
 from reconcile.lago.client import LagoClient
-from reconcile.lago.emulator import LagoEmulator
+from reconcile.lago_emulator import LagoEmulator
 from reconcile.postgres import connect
 from reconcile.report.build import ReportSettings
 from reconcile.report.model import Report
