@@ -28,11 +28,10 @@ from reconcile.margins import DEFAULT_SETTLE
 from reconcile.money import wide
 from reconcile.postgres import Database, server_identity
 from reconcile.report.build import ReportSettings, build_report
-from reconcile.report.model import Report
+from reconcile.results import EventsSummary, Plan, Report, RunSummary
 from reconcile.settings import DEFAULT_CHUNK_ROWS, ChargeBy, JobSettings
 from reconcile.spendlogs.read import open_snapshot, read_window
 from reconcile.stopping import Stop
-from reconcile.summary import EventsSummary, Plan, RunSummary
 from reconcile.transaction_id import IdBasis
 from reconcile.window import Window, format_instant
 

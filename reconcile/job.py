@@ -33,9 +33,9 @@ from reconcile.report.aggregate import (
     periods,
     sorted_lines,
 )
+from reconcile.results import Plan, RunSummary
 from reconcile.settings import JobSettings
 from reconcile.stopping import Stop
-from reconcile.summary import Plan, RunSummary
 from reconcile.transaction_id import PREFIX
 
 log = logging.getLogger(__name__)

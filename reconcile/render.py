@@ -9,8 +9,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from reconcile.attribute import CLASS_ORDER, RowClass
 from reconcile.money import tidy
 from reconcile.report.display import customer_label, safe, truncate, width
-from reconcile.report.model import Report
-from reconcile.summary import EventsSummary, Plan, RunSummary
+from reconcile.results import EventsSummary, Plan, Report, RunSummary
 from reconcile.transaction_id import IdBasis
 
 _CLASS_LABELS = {

@@ -24,8 +24,8 @@ from reconcile.lago.retry import RetryPolicy
 from reconcile.lago_emulator import LagoEmulator
 from reconcile.ledger import lock_key
 from reconcile.postgres import Database, connect, server_identity
+from reconcile.results import RunSummary
 from reconcile.settings import ChargeBy, JobSettings
-from reconcile.summary import RunSummary
 from reconcile.window import UTC, Window
 
 CODE = "openai_tokens"

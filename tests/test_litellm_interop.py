@@ -37,8 +37,8 @@ from reconcile.lago.client import LagoClient
 from reconcile.lago_emulator import LagoEmulator
 from reconcile.matching.models import PROVIDERS
 from reconcile.postgres import Database, connect
+from reconcile.results import RunSummary
 from reconcile.settings import ChargeBy, JobSettings
-from reconcile.summary import RunSummary
 from reconcile.window import UTC, Window
 
 KEY = "interop-key"

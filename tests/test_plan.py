@@ -15,7 +15,7 @@ from reconcile.demo.factory import SpendLogFactory
 from reconcile.lago_emulator import LagoEmulator
 from reconcile.postgres import Database
 from reconcile.report.display import width
-from reconcile.summary import Plan
+from reconcile.results import Plan
 
 
 def plan_of(customers: dict[str, list[str]]) -> Plan:

@@ -22,7 +22,7 @@ from reconcile.money import exact, wide
 from reconcile.postgres import Database, connect
 from reconcile.report.aggregate import Tallies, _held, finish
 from reconcile.report.build import ReportSettings, build_report, local_days, time_zone
-from reconcile.report.model import Line, Report, RollupState, Status
+from reconcile.results import Line, Report, RollupState, Status
 from reconcile.settings import ChargeBy, JobSettings
 from reconcile.window import UTC, Window
 

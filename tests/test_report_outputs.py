@@ -24,7 +24,7 @@ from reconcile.demo.factory import SpendLog, SpendLogFactory
 from reconcile.lago_emulator import LagoEmulator
 from reconcile.postgres import Database, connect
 from reconcile.report.formats import ReportFormat
-from reconcile.report.model import LINE_FIELDS, Line, Report, RollupState, Status
+from reconcile.results import LINE_FIELDS, Line, Report, RollupState, Status
 
 pytestmark = pytest.mark.usefixtures("clean_environment")
 

@@ -18,6 +18,7 @@ from reconcile.lago.answers import normalize_base_url
 from reconcile.ledger import DEFAULT_SCHEMA
 from reconcile.margins import Margins
 from reconcile.postgres import Database, parse_database_url
+from reconcile.results import Plan
 from reconcile.settings import (
     DEFAULT_CHARGE_BY,
     DEFAULT_CHUNK_ROWS,
@@ -25,7 +26,6 @@ from reconcile.settings import (
     parse_charge_by,
     parse_event_code,
 )
-from reconcile.summary import Plan
 from reconcile.window import Window, parse_instant
 
 F = TypeVar("F", bound=Callable[..., Any])

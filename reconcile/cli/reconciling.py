@@ -36,9 +36,9 @@ from reconcile.errors import EXIT_UNSENT, ConfigError
 from reconcile.postgres import Database
 from reconcile.report.build import run_report
 from reconcile.report.formats import summary_text
+from reconcile.results import RunSummary
 from reconcile.settings import JobSettings
 from reconcile.stopping import stopping
-from reconcile.summary import RunSummary
 from reconcile.window import UTC, Window, parse_instant
 
 F = TypeVar("F", bound=Callable[..., Any])

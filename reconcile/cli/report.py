@@ -26,7 +26,7 @@ from reconcile.errors import EXIT_UNSENT, ConfigError
 from reconcile.report.build import ReportSettings, absent_message, time_zone
 from reconcile.report.display import cents, lost_spend_total
 from reconcile.report.formats import ReportFormat, summary_text, write_report
-from reconcile.report.model import Report
+from reconcile.results import Report
 from reconcile.window import Window, parse_instant
 
 EXIT_CODES_REPORT_HELP = """\

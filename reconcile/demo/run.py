@@ -18,9 +18,8 @@ from reconcile.lago.client import LagoClient
 from reconcile.lago_emulator import LagoEmulator
 from reconcile.postgres import connect
 from reconcile.report.build import ReportSettings
-from reconcile.report.model import Report
+from reconcile.results import Report, RunSummary
 from reconcile.settings import ChargeBy, JobSettings
-from reconcile.summary import RunSummary
 from reconcile.window import UTC, Window
 
 log = logging.getLogger(__name__)

@@ -15,8 +15,8 @@ import pyarrow.compute as pc
 from reconcile.attribute import CLASS_ORDER, RowClass
 from reconcile.expected import Expected
 from reconcile.matching import ROW_STATUSES, EventStatus, MatchResult, Reason, RowStatus
-from reconcile.money import exact, exact_sum, tidy, wide
-from reconcile.report.model import UNATTRIBUTED, ZERO, Line, Status
+from reconcile.money import ZERO, exact, exact_sum, tidy, wide
+from reconcile.results import UNATTRIBUTED, Line, Status
 
 Key = tuple[str, str]  # (customer, period)
 Periods = Callable[[pa.Array], pa.Array]

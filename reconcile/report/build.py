@@ -18,6 +18,7 @@ from reconcile.errors import ConfigError
 from reconcile.lago.client import LagoClient
 from reconcile.ledger import DEFAULT_SCHEMA
 from reconcile.margins import DEFAULT_SETTLE, Margins
+from reconcile.money import ZERO
 from reconcile.pipeline import Stopwatch, read_and_match
 from reconcile.postgres import Database, connect
 from reconcile.report.aggregate import (
@@ -28,18 +29,17 @@ from reconcile.report.aggregate import (
     sorted_lines,
     totals,
 )
-from reconcile.report.model import (
+from reconcile.report.rollup import rollup_gaps
+from reconcile.results import (
     UNATTRIBUTED,
-    ZERO,
     DailySpend,
     Header,
     Line,
     Report,
     RollupGap,
+    RunSummary,
 )
-from reconcile.report.rollup import rollup_gaps
 from reconcile.settings import DEFAULT_CHUNK_ROWS, ChargeBy, JobSettings
-from reconcile.summary import RunSummary
 from reconcile.window import UTC, Window
 
 log = logging.getLogger(__name__)
