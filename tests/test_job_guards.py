@@ -17,7 +17,6 @@ from test_cli import run
 from test_reconcile_e2e import KEY, HookedTransport, billable, billed_once, callback
 
 from reconcile import commands
-from reconcile.demo.factory import SpendLog, SpendLogFactory
 from reconcile.errors import ConfigError, LagoUnavailable, RunLocked
 from reconcile.lago.client import LagoClient
 from reconcile.lago.retry import RetryPolicy
@@ -26,6 +25,7 @@ from reconcile.ledger import lock_key
 from reconcile.postgres import Database, connect, server_identity
 from reconcile.results import RunSummary
 from reconcile.settings import ChargeBy, JobSettings
+from reconcile.testing.factory import SpendLog, SpendLogFactory
 from reconcile.window import UTC, Window
 
 CODE = "openai_tokens"

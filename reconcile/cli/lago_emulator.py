@@ -7,7 +7,8 @@ import threading
 
 import click
 
-from reconcile.cli.options import DEBUG_OPTION, EMULATOR_EXIT_CODES_HELP
+from reconcile.cli.help import EMULATOR_EXIT_CODES_HELP
+from reconcile.cli.options import DEBUG_OPTION
 from reconcile.errors import Interrupted
 
 log = logging.getLogger(__name__)

@@ -12,16 +12,13 @@ from reconcile import commands
 from reconcile.cli.options import (
     CHUNK_ROWS_OPTION,
     CUSTOMER_OPTION,
-    lago_options,
-    lago_settings,
     margins,
     matching_options,
     settings,
     source_options,
-    state_options,
-    state_settings,
 )
 from reconcile.cli.output import open_output
+from reconcile.cli.targets import lago_options, lago_settings, state_options, state_settings
 from reconcile.errors import EXIT_UNSENT, ConfigError
 from reconcile.report.build import ReportSettings, absent_message, time_zone
 from reconcile.report.display import cents, lost_spend_total

@@ -21,15 +21,10 @@ from reconcile.margins import DEFAULT_SETTLE, Margins
 from reconcile.money import ZERO
 from reconcile.pipeline import Stopwatch, read_and_match
 from reconcile.postgres import Database, connect
-from reconcile.report.aggregate import (
-    Tallies,
-    add_matches,
-    observe_rows,
-    periods,
-    sorted_lines,
-    totals,
-)
+from reconcile.report.aggregate import Tallies, add_matches, observe_rows
+from reconcile.report.lines import sorted_lines, totals
 from reconcile.report.rollup import rollup_gaps
+from reconcile.report.sums import periods
 from reconcile.results import (
     UNATTRIBUTED,
     DailySpend,
