@@ -23,17 +23,17 @@ import time
 import uuid
 from pathlib import Path
 
-from reconcile.demo.embedded import any_postgres
-from reconcile.demo.factory import SpendLogFactory, insert_spend_logs
-from reconcile.demo.litellm_schema import (
+from reconcile.postgres import Database, connect
+from reconcile.settings import ChargeBy
+from reconcile.spendlogs.read import open_snapshot, spend_log_columns, window_query
+from reconcile.testing.embedded import any_postgres
+from reconcile.testing.factory import SpendLogFactory, insert_spend_logs
+from reconcile.testing.litellm_schema import (
     create_database,
     drop_database,
     ensure_template,
     psql_command,
 )
-from reconcile.postgres import Database, connect
-from reconcile.settings import ChargeBy
-from reconcile.spendlogs.read import open_snapshot, spend_log_columns, window_query
 from reconcile.window import UTC, Window
 
 DAY = dt.date(2026, 11, 1)

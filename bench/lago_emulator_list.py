@@ -34,7 +34,7 @@ from typing import Any
 
 import httpx
 
-from reconcile.lago.emulator import LagoEmulator
+from reconcile.lago_emulator import LagoEmulator
 
 KEY = "bench-key"
 CODE = "openai_tokens"

@@ -38,17 +38,17 @@ from pathlib import Path
 from events_throughput import timed  # same folder: the child's peak RSS, polled
 
 from reconcile import commands
-from reconcile.demo.embedded import any_postgres
-from reconcile.demo.factory import SpendLog, SpendLogFactory, insert_spend_logs
-from reconcile.demo.litellm_schema import (
+from reconcile.postgres import Database, connect
+from reconcile.settings import ChargeBy
+from reconcile.spendlogs.read import open_snapshot, spend_log_columns, window_query
+from reconcile.testing.embedded import any_postgres
+from reconcile.testing.factory import SpendLog, SpendLogFactory, insert_spend_logs
+from reconcile.testing.litellm_schema import (
     create_database,
     drop_database,
     ensure_template,
     psql_command,
 )
-from reconcile.postgres import Database, connect
-from reconcile.settings import ChargeBy
-from reconcile.spendlogs.read import open_snapshot, spend_log_columns, window_query
 from reconcile.window import UTC, Window
 
 DAY = dt.date(2026, 11, 1)
@@ -56,7 +56,7 @@ CODE = "openai_tokens"
 KEY = "bench-key"
 EMULATOR = """
 import gc, json, sys
-from reconcile.lago.emulator import LagoEmulator
+from reconcile.lago_emulator import LagoEmulator
 from reconcile.lago.events import parse_time
 events, receptions = [], {}
 with open(sys.argv[1]) as lines:

@@ -28,11 +28,10 @@ from reconcile.margins import DEFAULT_SETTLE
 from reconcile.money import wide
 from reconcile.postgres import Database, server_identity
 from reconcile.report.build import ReportSettings, build_report
-from reconcile.report.model import Report
+from reconcile.results import EventsSummary, Plan, Report, RunSummary
 from reconcile.settings import DEFAULT_CHUNK_ROWS, ChargeBy, JobSettings
 from reconcile.spendlogs.read import open_snapshot, read_window
 from reconcile.stopping import Stop
-from reconcile.summary import Plan, RunSummary
 from reconcile.transaction_id import IdBasis
 from reconcile.window import Window, format_instant
 
@@ -44,20 +43,6 @@ class EventFormat(enum.StrEnum):
 
     JSONL = "jsonl"
     CSV = "csv"
-
-
-@dataclasses.dataclass(frozen=True)
-class EventsSummary:
-    """What `events` read and wrote: the classes of the window's rows and the ids it built."""
-
-    source: str
-    window: Window
-    charge_by: ChargeBy
-    code: str
-    tally: Tally
-    events: int
-    id_basis: dict[IdBasis, int]
-    seconds: float
 
 
 def events(

@@ -24,18 +24,12 @@ from reconcile.ledger import Ledger
 from reconcile.money import ZERO, exact_sum
 from reconcile.pipeline import Stopwatch, read_and_match
 from reconcile.postgres import Database
-from reconcile.report.aggregate import (
-    REASON_FIELDS,
-    Tallies,
-    add_matches,
-    add_sent,
-    observe_rows,
-    periods,
-    sorted_lines,
-)
+from reconcile.report.aggregate import REASON_FIELDS, Tallies, add_matches, add_sent, observe_rows
+from reconcile.report.lines import sorted_lines
+from reconcile.report.sums import periods
+from reconcile.results import Plan, RunSummary
 from reconcile.settings import JobSettings
 from reconcile.stopping import Stop
-from reconcile.summary import Plan, RunSummary
 from reconcile.transaction_id import PREFIX
 
 log = logging.getLogger(__name__)

@@ -7,11 +7,9 @@ from collections.abc import Sequence
 from decimal import ROUND_HALF_UP, Decimal
 
 from reconcile.attribute import CLASS_ORDER, RowClass
-from reconcile.commands import EventsSummary
 from reconcile.money import tidy
 from reconcile.report.display import customer_label, safe, truncate, width
-from reconcile.report.model import Report
-from reconcile.summary import Plan, RunSummary
+from reconcile.results import EventsSummary, Plan, Report, RunSummary
 from reconcile.transaction_id import IdBasis
 
 _CLASS_LABELS = {

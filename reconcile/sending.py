@@ -10,8 +10,8 @@ from reconcile.lago.answers import SendReport, event_name
 from reconcile.lago.client import LagoClient
 from reconcile.ledger import Ledger
 from reconcile.money import exact_sum
+from reconcile.results import Plan, RunSummary
 from reconcile.stopping import Stop
-from reconcile.summary import Plan, RunSummary
 
 log = logging.getLogger(__name__)
 

@@ -18,8 +18,8 @@ from collections.abc import Sequence
 import psycopg
 from psycopg import sql
 
-from reconcile.demo.embedded import any_postgres
 from reconcile.postgres import Database, connect
+from reconcile.testing.embedded import any_postgres
 
 PREFIXES = ("litellm_schema_", "reconcile_test_")
 

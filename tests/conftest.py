@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 from hypothesis import settings
 
-from reconcile.demo.embedded import any_postgres
-from reconcile.demo.factory import SpendLog, SpendLogFactory, insert_spend_logs
-from reconcile.demo.litellm_schema import create_database, drop_database, ensure_template
-from reconcile.lago.emulator import LagoEmulator
+from reconcile.lago_emulator import LagoEmulator
 from reconcile.postgres import Database, connect
+from reconcile.testing.embedded import any_postgres
+from reconcile.testing.factory import SpendLog, SpendLogFactory, insert_spend_logs
+from reconcile.testing.litellm_schema import create_database, drop_database, ensure_template
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 

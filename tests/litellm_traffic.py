@@ -340,7 +340,8 @@ class _Driver:
 def drive(entries: tuple[Entry, ...], local_openai: str) -> dict[tuple[str, str], Traffic]:
     """Send every entry over every route through real LiteLLM, offline; keyed (name, route)."""
     driver = _Driver(local_openai)
-    litellm = driver.litellm
+    # Its settings are module attributes that litellm's annotations do not declare.
+    litellm: Any = driver.litellm
     saved = (list(litellm.callbacks), litellm.cache)
     litellm.callbacks = [driver.capture]  # ours only: importing the proxy adds a budget limiter
     traffic: dict[tuple[str, str], Traffic] = {}

@@ -19,7 +19,7 @@ import pytest
 from conftest import LAGO_KEY as KEY
 from test_cli import Outcome, run
 
-from reconcile.lago.emulator import LagoEmulator
+from reconcile.lago_emulator import LagoEmulator
 from reconcile.postgres import Database, connect
 
 CODE = "llm_usage"

@@ -16,8 +16,8 @@ from click.testing import CliRunner
 from conftest import ENV_NAMES, at
 
 from reconcile.cli import cli, main
-from reconcile.demo.factory import SpendLogFactory
 from reconcile.postgres import Database
+from reconcile.testing.factory import SpendLogFactory
 
 
 def url_of(database: Database) -> str:
@@ -209,8 +209,8 @@ def test_a_wrong_password_is_a_configuration_error(scram_server: Database) -> No
 @pytest.fixture(scope="module")
 def scram_server() -> Iterator[Database]:
     """An embedded server that really checks passwords (the shared test server trusts everyone)."""
-    from reconcile.demo.embedded import embedded_postgres
     from reconcile.postgres import connect
+    from reconcile.testing.embedded import embedded_postgres
 
     with embedded_postgres() as admin:
         with connect(admin, autocommit=True) as connection:

@@ -11,10 +11,10 @@ from conftest import DAY, LAGO_KEY
 from test_cli import run
 from test_reconcile_e2e import billable, billed_once, callback
 
-from reconcile.demo.factory import SpendLog, SpendLogFactory
-from reconcile.lago.emulator import LagoEmulator
+from reconcile.lago_emulator import LagoEmulator
 from reconcile.ledger import lock_key
 from reconcile.postgres import Database, connect, server_identity
+from reconcile.testing.factory import SpendLog, SpendLogFactory
 
 KEY = LAGO_KEY
 pytestmark = pytest.mark.usefixtures("clean_environment")

@@ -17,15 +17,15 @@ from test_cli import run
 from test_reconcile_e2e import KEY, HookedTransport, billable, billed_once, callback
 
 from reconcile import commands
-from reconcile.demo.factory import SpendLog, SpendLogFactory
 from reconcile.errors import ConfigError, LagoUnavailable, RunLocked
 from reconcile.lago.client import LagoClient
-from reconcile.lago.emulator import LagoEmulator
 from reconcile.lago.retry import RetryPolicy
+from reconcile.lago_emulator import LagoEmulator
 from reconcile.ledger import lock_key
 from reconcile.postgres import Database, connect, server_identity
+from reconcile.results import RunSummary
 from reconcile.settings import ChargeBy, JobSettings
-from reconcile.summary import RunSummary
+from reconcile.testing.factory import SpendLog, SpendLogFactory
 from reconcile.window import UTC, Window
 
 CODE = "openai_tokens"

@@ -18,8 +18,8 @@ from reconcile.lago.billing import (
     subscriptions,
 )
 from reconcile.lago.client import LagoClient
-from reconcile.lago.emulator import LagoEmulator
 from reconcile.lago.retry import RetryPolicy
+from reconcile.lago_emulator import LagoEmulator
 
 KEY = "test-key-41c8e2"
 UTC = dt.UTC

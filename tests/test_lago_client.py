@@ -16,9 +16,9 @@ import pytest
 from reconcile.errors import ConfigError, LagoError, LagoRejected, LagoUnavailable
 from reconcile.lago.answers import normalize_base_url
 from reconcile.lago.client import LagoClient
-from reconcile.lago.emulator import LagoEmulator
 from reconcile.lago.events import arrow_page, frame
 from reconcile.lago.retry import RetryPolicy
+from reconcile.lago_emulator import LagoEmulator
 from reconcile.window import UTC, Window
 
 KEY = "test-key-7f3a9c"

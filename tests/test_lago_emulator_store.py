@@ -15,11 +15,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from reconcile.lago import emulator_store
-from reconcile.lago.emulator_index import EventIndex
-from reconcile.lago.emulator_rails import Request, answer
-from reconcile.lago.emulator_store import MAX_BATCH, EventStore, Reply, Store
-from reconcile.lago.emulator_values import (
+from reconcile.lago_emulator import store as emulator_store
+from reconcile.lago_emulator.index import EventIndex
+from reconcile.lago_emulator.rails import Request, answer
+from reconcile.lago_emulator.store import MAX_BATCH, EventStore, Reply, Store
+from reconcile.lago_emulator.values import (
     Unrescued,
     cast_timestamp,
     kaminari_limit,

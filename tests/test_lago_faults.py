@@ -14,13 +14,13 @@ import pytest
 from conftest import DAY, LAGO_KEY
 from test_cli import reconcile, run
 
-from reconcile.demo.factory import SpendLog, SpendLogFactory
 from reconcile.errors import ConfigError, LagoUnavailable
 from reconcile.lago.answers import hide_password, normalize_base_url
 from reconcile.lago.client import LagoClient
-from reconcile.lago.emulator import LagoEmulator
 from reconcile.lago.retry import RetryPolicy
+from reconcile.lago_emulator import LagoEmulator
 from reconcile.postgres import Database, connect
+from reconcile.testing.factory import SpendLog, SpendLogFactory
 
 WINDOW = ["--since", "2026-11-01", "--until", "2026-11-02"]
 

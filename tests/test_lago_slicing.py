@@ -19,9 +19,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from reconcile.lago.client import LagoClient
-from reconcile.lago.emulator import LagoEmulator
 from reconcile.lago.events import arrow_page, frame
 from reconcile.lago.slicing import SliceSizer
+from reconcile.lago_emulator import LagoEmulator
 from reconcile.window import UTC, Window
 
 KEY = "slicing-key"

@@ -32,13 +32,13 @@ from litellm_traffic import END_USER, MATRIX, TEAM, USER, Call, Entry, Traffic
 from psycopg import sql
 
 from reconcile import commands
-from reconcile.demo.litellm_schema import create_database, drop_database
 from reconcile.lago.client import LagoClient
-from reconcile.lago.emulator import LagoEmulator
+from reconcile.lago_emulator import LagoEmulator
 from reconcile.matching.models import PROVIDERS
 from reconcile.postgres import Database, connect
+from reconcile.results import RunSummary
 from reconcile.settings import ChargeBy, JobSettings
-from reconcile.summary import RunSummary
+from reconcile.testing.litellm_schema import create_database, drop_database
 from reconcile.window import UTC, Window
 
 KEY = "interop-key"

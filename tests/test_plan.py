@@ -11,11 +11,11 @@ import pandas as pd
 from conftest import DAY, ENV_NAMES, LAGO_KEY
 
 from reconcile import render
-from reconcile.demo.factory import SpendLogFactory
-from reconcile.lago.emulator import LagoEmulator
+from reconcile.lago_emulator import LagoEmulator
 from reconcile.postgres import Database
 from reconcile.report.display import width
-from reconcile.summary import Plan
+from reconcile.results import Plan
+from reconcile.testing.factory import SpendLogFactory
 
 
 def plan_of(customers: dict[str, list[str]]) -> Plan:

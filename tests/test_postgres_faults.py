@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 from conftest import DAY, ENV_NAMES, LAGO_KEY
 
-from reconcile.demo.factory import SpendLogFactory
-from reconcile.lago.emulator import LagoEmulator
+from reconcile.lago_emulator import LagoEmulator
 from reconcile.postgres import Database, connect, parse_database_url
+from reconcile.testing.factory import SpendLogFactory
 
 RECONCILE = str(Path(sys.executable).parent / "reconcile")
 WINDOW = ["--since", "2026-11-01", "--until", "2026-11-03"]

@@ -20,15 +20,16 @@ from psycopg import sql
 
 import reconcile
 from reconcile import commands
-from reconcile.demo.factory import SpendLog, SpendLogFactory
-from reconcile.demo.litellm_schema import psql_command
 from reconcile.errors import ConfigError, LagoUnavailable, RunLocked
 from reconcile.lago.client import LagoClient
-from reconcile.lago.emulator import LagoEmulator
 from reconcile.lago.retry import RetryPolicy
+from reconcile.lago_emulator import LagoEmulator
 from reconcile.ledger import lock_key
 from reconcile.postgres import Database, connect, server_identity
+from reconcile.results import RunSummary
 from reconcile.settings import DEFAULT_CHUNK_ROWS, ChargeBy, JobSettings
+from reconcile.testing.factory import SpendLog, SpendLogFactory
+from reconcile.testing.litellm_schema import psql_command
 from reconcile.window import UTC, Window
 
 KEY = "e2e-key"
@@ -141,7 +142,7 @@ def job(**changes: Any) -> JobSettings:
 
 def backfill(
     database: Database, lago: LagoEmulator, settings: JobSettings | None = None, **client: Any
-) -> commands.RunSummary:
+) -> RunSummary:
     with LagoClient(lago.url, KEY, **client) as lago_client:
         return commands.backfill(
             database, commands.LagoSettings(lago.url, KEY), commands.StateSettings(database),

@@ -15,15 +15,16 @@ from conftest import DAY
 from test_reconcile_e2e import CODE, KEY, billable, callback
 
 from reconcile import commands
-from reconcile.demo.factory import SpendLog, SpendLogFactory
 from reconcile.lago.client import LagoClient
-from reconcile.lago.emulator import LagoEmulator
+from reconcile.lago_emulator import LagoEmulator
 from reconcile.money import exact, wide
 from reconcile.postgres import Database, connect
-from reconcile.report.aggregate import Tallies, _held, finish
+from reconcile.report.aggregate import Tallies, _held
 from reconcile.report.build import ReportSettings, build_report, local_days, time_zone
-from reconcile.report.model import Line, Report, RollupState, Status
+from reconcile.report.lines import finish
+from reconcile.results import Line, Report, RollupState, Status
 from reconcile.settings import ChargeBy, JobSettings
+from reconcile.testing.factory import SpendLog, SpendLogFactory
 from reconcile.window import UTC, Window
 
 DAY_WINDOW = Window(dt.datetime(2026, 11, 1, tzinfo=UTC), dt.datetime(2026, 11, 2, tzinfo=UTC))

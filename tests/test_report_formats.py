@@ -36,7 +36,8 @@ from reconcile.report.display import (
     width,
 )
 from reconcile.report.formats import ReportFormat, summary_text, write_report
-from reconcile.report.model import (
+from reconcile.report.text import CUSTOMER_COLUMNS
+from reconcile.results import (
     LINE_FIELDS,
     UNATTRIBUTED,
     DailySpend,
@@ -47,7 +48,6 @@ from reconcile.report.model import (
     RollupState,
     Status,
 )
-from reconcile.report.text import CUSTOMER_COLUMNS
 
 PARIS = ZoneInfo("Europe/Paris")
 HOSTILE = '<script>alert("x")</script>'

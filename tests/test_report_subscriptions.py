@@ -8,12 +8,12 @@ from test_reconcile_e2e import CODE, KEY, billable, callback
 from test_report import DAY_WINDOW
 
 from reconcile import commands
-from reconcile.demo.factory import SpendLogFactory
 from reconcile.lago.client import LagoClient
-from reconcile.lago.emulator import LagoEmulator
+from reconcile.lago_emulator import LagoEmulator
 from reconcile.postgres import Database
 from reconcile.report.build import ReportSettings
 from reconcile.settings import ChargeBy
+from reconcile.testing.factory import SpendLogFactory
 
 
 def test_every_customer_without_a_subscription_is_named_missing_events_or_not(
@@ -22,7 +22,7 @@ def test_every_customer_without_a_subscription_is_named_missing_events_or_not(
     rows = list(factory.day(DAY, 300))
     insert(*rows)
     commands.migrate(commands.StateSettings(litellm_db))
-    customers = sorted({row.end_user for row in billable(rows)})
+    customers = sorted({str(row.end_user) for row in billable(rows)})
     by_customer = {
         name: [row for row in billable(rows) if row.end_user == name] for name in customers
     }
@@ -52,7 +52,7 @@ def test_no_note_when_every_customer_has_a_subscription(
     insert(*rows)
     commands.migrate(commands.StateSettings(litellm_db))
     with LagoEmulator(api_key=KEY) as lago:
-        for name in {row.end_user for row in billable(rows)}:
+        for name in {str(row.end_user) for row in billable(rows)}:
             lago.add_subscription(name, f"acct-{name}")
         result = commands.report(
             litellm_db, commands.LagoSettings(lago.url, KEY), commands.StateSettings(litellm_db),

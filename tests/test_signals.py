@@ -21,13 +21,14 @@ from conftest import DAY, ENV_NAMES
 from test_reconcile_e2e import KEY, billable, billed_once
 
 from reconcile import commands
-from reconcile.demo.factory import SpendLog, SpendLogFactory
 from reconcile.errors import Interrupted
 from reconcile.lago.client import LagoClient
-from reconcile.lago.emulator import LagoEmulator
+from reconcile.lago_emulator import LagoEmulator
 from reconcile.postgres import Database, connect
+from reconcile.results import RunSummary
 from reconcile.settings import ChargeBy, JobSettings
 from reconcile.stopping import Stop
+from reconcile.testing.factory import SpendLog, SpendLogFactory
 from reconcile.transaction_id import PREFIX
 from reconcile.window import UTC, Window
 
@@ -257,7 +258,7 @@ def test_an_interrupted_nightly_run_is_no_coverage(
     since = dt.datetime.combine(DAY, dt.time(), tzinfo=UTC)
     now = since + dt.timedelta(days=2)
 
-    def nightly(stop: Stop | None = None) -> commands.RunSummary | None:
+    def nightly(stop: Stop | None = None) -> RunSummary | None:
         settings = JobSettings(
             mode="run", window=Window(since, now), charge_by=ChargeBy.END_USER_ID, code=CODE
         )

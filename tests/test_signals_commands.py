@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from conftest import DAY, ENV_NAMES, LAGO_KEY
 
-from reconcile.demo.factory import SpendLogFactory
-from reconcile.lago.emulator import LagoEmulator
+from reconcile.lago_emulator import LagoEmulator
 from reconcile.postgres import Database
+from reconcile.testing.factory import SpendLogFactory
 
 pytestmark = pytest.mark.usefixtures("clean_environment")
 

@@ -65,7 +65,7 @@ def test_version_one_is_pinned() -> None:
 def test_the_sql_recipe_in_the_docs_gives_the_same_ids(pg_admin: Database) -> None:
     code, call_id, start_ms, request_id = "tokens", "kéy-ü-1", 1793491200086, "chatcmpl-é"
     with connect(pg_admin) as connection:
-        by_call, by_request = connection.execute(
+        row = connection.execute(
             "SELECT 'rc1-' || left(encode(sha256(convert_to(%s, 'UTF8')), 'hex'), 32),"
             "       'rc1-' || left(encode(sha256(convert_to(%s, 'UTF8')), 'hex'), 32)",
             (
@@ -73,6 +73,8 @@ def test_the_sql_recipe_in_the_docs_gives_the_same_ids(pg_admin: Database) -> No
                 f"rc1\x1f{code}\x1frequest\x1f{request_id}",
             ),
         ).fetchone()
+        assert row is not None
+        by_call, by_request = row
     assert by_call == transaction_id(
         code, request_id=request_id, call_id=call_id, start_ms=start_ms
     )

@@ -10,7 +10,7 @@ import traceback
 import click
 
 from reconcile.cli import demo, events, lago_emulator, reconciling, report
-from reconcile.cli.options import ALL_EXIT_CODES_HELP, DURATION_HELP
+from reconcile.cli.help import ALL_EXIT_CODES_HELP, DURATION_HELP
 from reconcile.errors import EXIT_ERROR, EXIT_INTERRUPTED, Interrupted, ReconcileError
 from reconcile.money import wide
 from reconcile.stopping import terminable

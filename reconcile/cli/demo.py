@@ -8,7 +8,8 @@ import json
 import click
 
 from reconcile import render
-from reconcile.cli.options import DEBUG_OPTION, EXIT_CODES_HELP
+from reconcile.cli.help import EXIT_CODES_HELP
+from reconcile.cli.options import DEBUG_OPTION
 from reconcile.errors import ReconcileError
 from reconcile.report.build import run_report
 from reconcile.report.text import summary_text

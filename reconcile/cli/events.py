@@ -5,9 +5,9 @@ from __future__ import annotations
 import click
 
 from reconcile import commands, render
+from reconcile.cli.help import EXIT_CODES_HELP
 from reconcile.cli.options import (
     CHUNK_ROWS_OPTION,
-    EXIT_CODES_HELP,
     settings,
     source_options,
     window,

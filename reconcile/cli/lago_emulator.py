@@ -7,9 +7,9 @@ import threading
 
 import click
 
-from reconcile.cli.options import DEBUG_OPTION, EMULATOR_EXIT_CODES_HELP
+from reconcile.cli.help import EMULATOR_EXIT_CODES_HELP
+from reconcile.cli.options import DEBUG_OPTION
 from reconcile.errors import Interrupted
-from reconcile.lago.emulator import DEFAULT_API_KEY, LagoEmulator
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +27,6 @@ log = logging.getLogger(__name__)
     "--api-key",
     envvar="LAGO_API_KEY",
     show_envvar=True,
-    default=DEFAULT_API_KEY,
     help="The Bearer key clients must send.  [default: lago-emulator-api-key]",
 )
 @click.option(
@@ -81,7 +80,7 @@ log = logging.getLogger(__name__)
 def lago_emulator(
     host: str,
     port: int,
-    api_key: str,
+    api_key: str | None,
     store: str,
     legacy_partial_batches: bool,
     latency: float,
@@ -106,10 +105,13 @@ def lago_emulator(
       reconcile lago-emulator --port 3000 --latency 0.02 --rate-limit 3 &
       curl -s -H "Authorization: Bearer local-key" localhost:3000/api/v1/events
     """
+    # Loaded here, not at import: production commands never load the emulator.
+    from reconcile.lago_emulator import DEFAULT_API_KEY, LagoEmulator  # noqa: PLC0415
+
     emulator = LagoEmulator(
         host=host,
         port=port,
-        api_key=api_key,
+        api_key=DEFAULT_API_KEY if api_key is None else api_key,
         store=store,
         legacy_partial_batches=legacy_partial_batches,
     )

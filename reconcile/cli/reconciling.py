@@ -11,34 +11,35 @@ from typing import Any, TypeVar
 import click
 
 from reconcile import commands, render
+from reconcile.cli.help import EXIT_CODES_HELP, EXIT_CODES_RUN_HELP
 from reconcile.cli.options import (
     CHUNK_ROWS_OPTION,
     CUSTOMER_OPTION,
     DB_TIMEOUT_OPTIONS,
     DEBUG_OPTION,
-    EXIT_CODES_HELP,
-    EXIT_CODES_RUN_HELP,
-    confirmer,
-    lago_options,
-    lago_settings,
     margins,
     matching_options,
     parse_duration,
     postgres,
     settings,
     source_options,
-    state_options,
-    state_settings,
     window,
     window_options,
+)
+from reconcile.cli.targets import (
+    confirmer,
+    lago_options,
+    lago_settings,
+    state_options,
+    state_settings,
 )
 from reconcile.errors import EXIT_UNSENT, ConfigError
 from reconcile.postgres import Database
 from reconcile.report.build import run_report
 from reconcile.report.formats import summary_text
+from reconcile.results import RunSummary
 from reconcile.settings import JobSettings
 from reconcile.stopping import stopping
-from reconcile.summary import RunSummary
 from reconcile.window import UTC, Window, parse_instant
 
 F = TypeVar("F", bound=Callable[..., Any])

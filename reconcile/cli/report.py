@@ -12,21 +12,18 @@ from reconcile import commands
 from reconcile.cli.options import (
     CHUNK_ROWS_OPTION,
     CUSTOMER_OPTION,
-    lago_options,
-    lago_settings,
     margins,
     matching_options,
     settings,
     source_options,
-    state_options,
-    state_settings,
 )
 from reconcile.cli.output import open_output
+from reconcile.cli.targets import lago_options, lago_settings, state_options, state_settings
 from reconcile.errors import EXIT_UNSENT, ConfigError
 from reconcile.report.build import ReportSettings, absent_message, time_zone
 from reconcile.report.display import cents, lost_spend_total
 from reconcile.report.formats import ReportFormat, summary_text, write_report
-from reconcile.report.model import Report
+from reconcile.results import Report
 from reconcile.window import Window, parse_instant
 
 EXIT_CODES_REPORT_HELP = """\

@@ -1,1 +1,1 @@
-"""Everything `reconcile demo`, tests and benchmarks need and production does not."""
+"""`reconcile demo`: its orchestration (the rows, servers and schema it uses are in testing/)."""

@@ -11,16 +11,15 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from reconcile import commands
-from reconcile.demo.embedded import embedded_postgres
-from reconcile.demo.factory import SpendLog, SpendLogFactory, insert_spend_logs
-from reconcile.demo.litellm_schema import create_database, ensure_template, migration_files
 from reconcile.lago.client import LagoClient
-from reconcile.lago.emulator import LagoEmulator
+from reconcile.lago_emulator import LagoEmulator
 from reconcile.postgres import connect
 from reconcile.report.build import ReportSettings
-from reconcile.report.model import Report
+from reconcile.results import Report, RunSummary
 from reconcile.settings import ChargeBy, JobSettings
-from reconcile.summary import RunSummary
+from reconcile.testing.embedded import embedded_postgres
+from reconcile.testing.factory import SpendLog, SpendLogFactory, insert_spend_logs
+from reconcile.testing.litellm_schema import create_database, ensure_template, migration_files
 from reconcile.window import UTC, Window
 
 log = logging.getLogger(__name__)

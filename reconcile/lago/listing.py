@@ -6,9 +6,11 @@ import collections
 import concurrent.futures
 import datetime as dt
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from concurrent.futures import Future
-from typing import TYPE_CHECKING
+from typing import Protocol
+
+import httpx
 
 from reconcile.errors import LagoError
 from reconcile.lago.answers import json_body
@@ -17,17 +19,27 @@ from reconcile.lago.progress import listing_progress
 from reconcile.lago.slicing import SliceSizer, TooDense
 from reconcile.window import Window, format_instant
 
-if TYPE_CHECKING:
-    from reconcile.lago.client import LagoClient
-
 log = logging.getLogger(__name__)
 
 #: A slice read: its parsed pages, and how many events they hold.
 Read = tuple[list[T], int]
 
 
+class Pager(Protocol):
+    """What a listing needs of Lago's client: its slicing settings and a retried GET."""
+
+    slice: dt.timedelta
+    longest_slice: dt.timedelta
+    learned_slice: dt.timedelta | None
+    per_page: int
+    concurrency: int
+
+    def get(self, path: str, params: Mapping[str, str]) -> httpx.Response:
+        """The answer to GET `path`, after the client's retries."""
+
+
 def list_slices(
-    client: LagoClient,
+    client: Pager,
     code: str,
     window: Window,
     parse: PageParser[T],
@@ -96,7 +108,7 @@ def list_slices(
 
 
 def _list_slice(
-    client: LagoClient,
+    client: Pager,
     code: str,
     start: dt.datetime,
     end: dt.datetime,
@@ -131,7 +143,7 @@ def _list_slice(
 
 
 def _pages(
-    client: LagoClient, params: dict[str, str], parse: PageParser[T], split_above: int | None
+    client: Pager, params: dict[str, str], parse: PageParser[T], split_above: int | None
 ) -> tuple[list[T], list[int], int]:
     """One pass over every page: the parsed pages, each page's total_count, events read."""
     pages: list[T] = []

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from decimal import Decimal
-from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -15,74 +14,16 @@ import pyarrow.compute as pc
 from reconcile.attribute import CLASS_ORDER, RowClass
 from reconcile.expected import Expected
 from reconcile.matching import ROW_STATUSES, EventStatus, MatchResult, Reason, RowStatus
-from reconcile.money import exact, exact_sum, tidy, wide
-from reconcile.report.model import UNATTRIBUTED, ZERO, Line, Status
-
-Key = tuple[str, str]  # (customer, period)
-Periods = Callable[[pa.Array], pa.Array]
-"""Unix milliseconds -> the period label each falls in ("2026-11-01" or "2026-11")."""
+from reconcile.money import exact, wide
+from reconcile.report.lines import finish
+from reconcile.report.sums import Key, Periods, group_sums
+from reconcile.results import UNATTRIBUTED, Line
 
 REASON_FIELDS: dict[str, str] = {  # reason -> the Line fields' prefix
     Reason.DUPLICATE.value: "duplicate",
     Reason.PROPERTY_MISMATCH.value: "property_mismatch",
     Reason.NO_SUCH_REQUEST.value: "no_such_request",
 }
-
-
-def periods(timezone: str, by: str) -> Periods:
-    """Label each Unix millisecond with its day or month in `timezone`."""
-    pattern = "%Y-%m-%d" if by == "day" else "%Y-%m"
-
-    def label(milliseconds: pa.Array) -> pa.Array:
-        # Every zone's offset is whole minutes: format each distinct minute once, not each row.
-        minutes = pc.divide(pc.cast(milliseconds, pa.int64()), 60_000)
-        distinct = pc.unique(minutes)
-        stamps = pc.cast(pc.multiply(distinct, 60_000), pa.timestamp("ms", "UTC"))
-        texts = pc.strftime(pc.cast(stamps, pa.timestamp("ms", timezone)), format=pattern)
-        return texts.take(pc.index_in(minutes, value_set=distinct))
-
-    return label
-
-
-def _group_sums(
-    customers: pa.Array, labels: pa.Array, texts: pa.Array | None
-) -> list[tuple[Key, int, Decimal]]:
-    """(key, rows, exact sum of texts) per (customer, period), summed by Arrow in C++.
-
-    `texts` are decimal texts or already EXACT decimals.
-    """
-    columns: dict[str, pa.Array] = {"customer": customers, "period": labels}
-    aggregations: list[tuple[str, str]] = [("customer", "count")]
-    if texts is not None:
-        amounts = exact(texts)
-        if amounts is None:  # a cost too small for 40 decimals: exact in Python instead
-            return _python_sums(customers, labels, texts)
-        columns["cost"] = amounts
-        aggregations.append(("cost", "sum"))
-    grouped = pa.table(columns).group_by(["customer", "period"]).aggregate(aggregations)
-    sums = grouped.column("cost_sum").to_pylist() if texts is not None else None
-    return [
-        ((customer, period), rows, tidy(sums[index]) if sums is not None else ZERO)
-        for index, (customer, period, rows) in enumerate(
-            zip(
-                grouped.column("customer").to_pylist(),
-                grouped.column("period").to_pylist(),
-                grouped.column("customer_count").to_pylist(),
-                strict=True,
-            )
-        )
-    ]
-
-
-def _python_sums(
-    customers: pa.Array, labels: pa.Array, texts: pa.Array
-) -> list[tuple[Key, int, Decimal]]:
-    groups: dict[Key, list[str]] = collections.defaultdict(list)
-    for customer, period, text in zip(
-        customers.to_pylist(), labels.to_pylist(), texts.to_pylist(), strict=True
-    ):
-        groups[(customer, period)].append(text)
-    return [(key, len(values), exact_sum(values)) for key, values in groups.items()]
 
 
 @dataclasses.dataclass
@@ -113,7 +54,7 @@ class Tallies:
         """Count rows (and sum their decimal `texts`) into `count` (and `total`) per key."""
         if not len(customers):
             return
-        for key, rows, amount in _group_sums(customers, labels, texts if total else None):
+        for key, rows, amount in group_sums(customers, labels, texts if total else None):
             self.add(key, count, rows)
             if total is not None:
                 self.add(key, total, amount)
@@ -357,58 +298,3 @@ def _add_unexplained(tallies: Tallies, result: MatchResult, label: Periods) -> N
             total=f"{field}_cost",
             texts=texts,
         )
-
-
-def finish(key: Key, values: Mapping[str, Any], runs: tuple[int, ...], tolerance: Decimal) -> Line:
-    """A line from its sums: what Lago holds, the delta and the status."""
-    with wide():
-        return _finish(key, values, runs, tolerance)
-
-
-def _finish(key: Key, values: Mapping[str, Any], runs: tuple[int, ...], tolerance: Decimal) -> Line:
-    line = Line(customer=key[0], period=key[1], backfill_runs=runs, **values)
-    lago_cost = line.matched_cost + line.unexplained_cost
-    delta = line.spend - lago_cost
-    percent = (delta / line.spend * 100).quantize(Decimal("0.0001")) if line.spend else None
-    # Any missing or unexplained event is an exception whatever its amount: the tolerance only
-    # absorbs the rounding of amounts.
-    if line.missing_events or delta > tolerance:
-        status = Status.UNDER_BILLED
-    elif line.unexplained_events or delta < -tolerance:
-        status = Status.OVER_BILLED
-    else:
-        status = Status.OK
-    return dataclasses.replace(
-        line, lago_cost=lago_cost, delta=delta, delta_percent=percent, status=status
-    )
-
-
-def sorted_lines(lines: Iterable[Line]) -> list[Line]:
-    """Under-billed first, then over-billed, then ok; within each, the largest impact first."""
-    rank = {Status.UNDER_BILLED: 0, Status.OVER_BILLED: 1, Status.OK: 2}
-    return sorted(
-        lines,
-        key=lambda line: (
-            rank[line.status],
-            -abs(line.delta) - line.missing_spend,
-            line.customer,
-            line.period,
-        ),
-    )
-
-
-def totals(lines: Sequence[Line], tolerance: Decimal) -> Line:
-    """The sum of every line, as one line."""
-    sums: collections.Counter[str] = collections.Counter()
-    runs: set[int] = set()
-    with wide():
-        for line in lines:
-            runs.update(line.backfill_runs)
-            for field in dataclasses.fields(Line):
-                value = getattr(line, field.name)
-                if field.name not in _NOT_SUMMED and isinstance(value, int | Decimal):
-                    sums[field.name] += value  # type: ignore[assignment]
-    return finish(("TOTAL", ""), sums, tuple(sorted(runs)), tolerance)
-
-
-_NOT_SUMMED = {"lago_cost", "delta", "delta_percent"}

@@ -18,28 +18,23 @@ from reconcile.errors import ConfigError
 from reconcile.lago.client import LagoClient
 from reconcile.ledger import DEFAULT_SCHEMA
 from reconcile.margins import DEFAULT_SETTLE, Margins
+from reconcile.money import ZERO
 from reconcile.pipeline import Stopwatch, read_and_match
 from reconcile.postgres import Database, connect
-from reconcile.report.aggregate import (
-    Tallies,
-    add_matches,
-    observe_rows,
-    periods,
-    sorted_lines,
-    totals,
-)
-from reconcile.report.model import (
+from reconcile.report.aggregate import Tallies, add_matches, observe_rows
+from reconcile.report.lines import sorted_lines, totals
+from reconcile.report.rollup import rollup_gaps
+from reconcile.report.sums import periods
+from reconcile.results import (
     UNATTRIBUTED,
-    ZERO,
     DailySpend,
     Header,
     Line,
     Report,
     RollupGap,
+    RunSummary,
 )
-from reconcile.report.rollup import rollup_gaps
 from reconcile.settings import DEFAULT_CHUNK_ROWS, ChargeBy, JobSettings
-from reconcile.summary import RunSummary
 from reconcile.window import UTC, Window
 
 log = logging.getLogger(__name__)

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from html import escape
 
 from reconcile.report.display import cents
-from reconcile.report.model import DailySpend
+from reconcile.results import DailySpend
 
 WIDTH, HEIGHT = 960, 340
 LEFT, RIGHT, TOP, BOTTOM = 84, 16, 44, 52

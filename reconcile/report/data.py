@@ -11,7 +11,7 @@ from importlib import resources
 from typing import Any, BinaryIO
 
 from reconcile.report.display import lost_spend_total, plain, rollup_sentence, status_counts
-from reconcile.report.model import LINE_FIELDS, DailySpend, Header, Line, Report, RollupGap
+from reconcile.results import LINE_FIELDS, DailySpend, Header, Line, Report, RollupGap
 
 SCHEMA_FILE = "report.schema.json"
 """The JSON Schema of `write_json`'s output, shipped beside this module."""

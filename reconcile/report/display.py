@@ -9,7 +9,7 @@ import unicodedata
 from collections.abc import Callable, Sequence
 from decimal import ROUND_HALF_UP, Decimal
 
-from reconcile.report.model import (
+from reconcile.results import (
     UNATTRIBUTED,
     Header,
     Line,

@@ -8,9 +8,9 @@ from typing import BinaryIO
 
 from reconcile.report.data import write_csv, write_json
 from reconcile.report.html import write_html
-from reconcile.report.model import Report
 from reconcile.report.text import markdown, summary_text, table
 from reconcile.report.xlsx import write_xlsx
+from reconcile.results import Report
 
 __all__ = ["ReportFormat", "summary_text", "write_report"]
 

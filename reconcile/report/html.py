@@ -28,7 +28,7 @@ from reconcile.report.display import (
     status_counts,
     totals_cells,
 )
-from reconcile.report.model import Line, Report, Status
+from reconcile.results import Line, Report, Status
 
 _STYLE = """
 :root { --fg: #1f2328; --muted: #59636e; --rule: #d1d9e0; --head: #f6f8fa;

@@ -11,8 +11,9 @@ from psycopg import sql
 
 from reconcile import queries
 from reconcile.ledger import DEFAULT_SCHEMA
+from reconcile.money import ZERO
 from reconcile.postgres import Database
-from reconcile.report.model import ZERO, RollupGap, RollupState
+from reconcile.results import RollupGap, RollupState
 from reconcile.settings import ChargeBy
 from reconcile.spendlogs.read import open_snapshot
 from reconcile.window import UTC, Window

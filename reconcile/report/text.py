@@ -29,7 +29,7 @@ from reconcile.report.display import (
     width,
     window,
 )
-from reconcile.report.model import Report, RollupState, Status
+from reconcile.results import Report, RollupState, Status
 
 CUSTOMER_COLUMNS = 32
 """The widest a customer id gets in the table; the CSV, JSON and XLSX hold it whole."""

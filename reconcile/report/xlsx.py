@@ -24,7 +24,7 @@ from reconcile.report.display import (
     status_counts,
     width,
 )
-from reconcile.report.model import LINE_FIELDS, Line, Report, RollupGap, Status
+from reconcile.results import LINE_FIELDS, Line, Report, RollupGap, Status
 
 INTEGER = "#,##0"
 MONEY = "$#,##0.00"

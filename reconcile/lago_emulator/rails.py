@@ -17,9 +17,9 @@ from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from reconcile.lago.emulator_billing import Billing, billing_route
-from reconcile.lago.emulator_store import EventStore, Reply, event_param_refusal, not_found
-from reconcile.lago.emulator_values import deep_munge
+from reconcile.lago_emulator.billing import Billing, billing_route
+from reconcile.lago_emulator.store import EventStore, Reply, event_param_refusal, not_found
+from reconcile.lago_emulator.values import deep_munge
 
 LAGO_VERSION = "v1.51.0"
 HEALTH = Reply(

@@ -1,9 +1,9 @@
 """A real HTTP server that answers like lago-api v1.51.0's events API, with faults to inject.
 
-`emulator_rails.answer` decides each answer; this module owns the socket, the clock, the
+`rails.answer` decides each answer; this module owns the socket, the clock, the
 request log and the faults, which play Lago Cloud's gateway: 429s with X-RateLimit-* headers,
 5xx answers, latency, a per_page cap, connections closed without an answer. The subscription
-and invoice listings, and the helpers that fill them, are `emulator_billing`'s.
+and invoice listings, and the helpers that fill them, are `billing`'s.
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit
 
-from reconcile.lago.emulator_billing import Billing
-from reconcile.lago.emulator_rails import Request, answer, status_reply
-from reconcile.lago.emulator_store import EventStore, Reply, Store
+from reconcile.lago_emulator.billing import Billing
+from reconcile.lago_emulator.rails import Request, answer, status_reply
+from reconcile.lago_emulator.store import EventStore, Reply, Store
 
 log = logging.getLogger(__name__)
 

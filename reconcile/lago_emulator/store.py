@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from reconcile.lago.emulator_event import (
+from reconcile.lago_emulator.event import (
     Event,
     build,
     created,
@@ -31,8 +31,8 @@ from reconcile.lago.emulator_event import (
     stored_clickhouse,
     stored_postgres,
 )
-from reconcile.lago.emulator_index import EventIndex
-from reconcile.lago.emulator_values import (
+from reconcile.lago_emulator.index import EventIndex
+from reconcile.lago_emulator.values import (
     InvalidTimestamp,
     Unrescued,
     deep_munge,

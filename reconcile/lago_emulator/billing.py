@@ -17,7 +17,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qsl, unquote
 
-from reconcile.lago.emulator_invoice import (
+from reconcile.lago_emulator.invoice import (
     BillingPeriod,
     Customer,
     Invoice,
@@ -26,8 +26,8 @@ from reconcile.lago.emulator_invoice import (
     invoice_json,
     subscription_json,
 )
-from reconcile.lago.emulator_store import INTERNAL_ERROR, Reply, not_found, validation_errors
-from reconcile.lago.emulator_values import (
+from reconcile.lago_emulator.store import INTERNAL_ERROR, Reply, not_found, validation_errors
+from reconcile.lago_emulator.values import (
     kaminari_limit,
     micros,
     pagination_meta,

@@ -14,7 +14,7 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from reconcile.lago.emulator_values import decimal_text, iso8601, micros
+from reconcile.lago_emulator.values import decimal_text, iso8601, micros
 
 CURRENCY = "USD"
 VERSION_NUMBER = 4  # invoices.version_number's default

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any, NamedTuple
 
-from reconcile.lago.emulator_values import (
+from reconcile.lago_emulator.values import (
     US,
     cast_amount,
     cast_string,

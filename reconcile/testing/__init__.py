@@ -1,0 +1,1 @@
+"""Test support, shipped for the demo and benchmarks: LiteLLM rows, Postgres, its schema."""
