@@ -16,7 +16,7 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from reconcile.errors import ConfigError, ReconcileError, SourceUnavailable
+from reconcile.errors import ConfigError, ReconcileError, SourceError, SourceUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -215,7 +215,7 @@ def connect(database: Database, *, autocommit: bool = False) -> Iterator[psycopg
         connection = psycopg.connect(conninfo, autocommit=autocommit)
     except psycopg.Error as error:
         raise _explain_connect_failure(database, error) from None
-    with connection:
+    with connection, _timeouts_named(database):
         with connection.cursor() as cursor:
             cursor.execute("SET TIME ZONE 'UTC'")
             if not database.sets_statement_timeout:
@@ -230,6 +230,19 @@ def connect(database: Database, *, autocommit: bool = False) -> Iterator[psycopg
         if not autocommit:
             connection.commit()
         yield connection
+
+
+@contextlib.contextmanager
+def _timeouts_named(database: Database) -> Iterator[None]:
+    """A statement cancelled by statement_timeout (57014), wherever no caller explained it."""
+    try:
+        yield
+    except psycopg.errors.QueryCanceled as error:
+        raise SourceError(
+            f"{database.setting} ({database}): a statement was cancelled "
+            f"({' '.join(str(error).split())}): raise statement_timeout (the URL's options, "
+            "the role's setting, or --db-statement-timeout); running again is safe"
+        ) from None
 
 
 def server_identity(database: Database) -> str:

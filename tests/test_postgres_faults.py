@@ -236,3 +236,14 @@ def test_a_statement_timeout_in_the_url_is_named_as_such(
     assert done.returncode == 1, done.stderr
     assert "statement_timeout" in done.stderr and "raise" in done.stderr
     assert "check that Postgres is up" not in done.stderr
+
+
+def test_a_statement_cancelled_anywhere_names_the_timeout(pg_admin: Database) -> None:
+    from reconcile.errors import SourceError  # noqa: PLC0415
+
+    hurried = parse_database_url(pg_admin.replace(options="-c statement_timeout=50").url())
+    with (
+        pytest.raises(SourceError, match="raise statement_timeout"),
+        connect(hurried) as connection,
+    ):
+        connection.execute("SELECT pg_sleep(1)")
