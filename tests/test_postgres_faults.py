@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from conftest import DAY, ENV_NAMES, LAGO_KEY
 
+from reconcile.errors import SourceError
 from reconcile.lago_emulator import LagoEmulator
 from reconcile.postgres import Database, connect, parse_database_url
 from reconcile.testing.factory import SpendLogFactory
@@ -239,8 +240,6 @@ def test_a_statement_timeout_in_the_url_is_named_as_such(
 
 
 def test_a_statement_cancelled_anywhere_names_the_timeout(pg_admin: Database) -> None:
-    from reconcile.errors import SourceError  # noqa: PLC0415
-
     hurried = parse_database_url(pg_admin.replace(options="-c statement_timeout=50").url())
     with (
         pytest.raises(SourceError, match="raise statement_timeout"),
