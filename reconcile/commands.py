@@ -22,8 +22,9 @@ from reconcile.lago.answers import hide_password
 from reconcile.lago.billing import NEVER_RECOMPUTED, finalized_periods, subscription_ids
 from reconcile.lago.client import LagoClient
 from reconcile.lago.retry import DEFAULT_BUDGET, RetryPolicy
-from reconcile.ledger import DEFAULT_SCHEMA, Ledger, lock_key, migration_script
-from reconcile.ledger import migrate as ledger_migrate
+from reconcile.ledger import DEFAULT_SCHEMA, Ledger, lock_key
+from reconcile.ledger_migrate import migrate as ledger_migrate
+from reconcile.ledger_migrate import migration_script, pending
 from reconcile.margins import DEFAULT_SETTLE
 from reconcile.money import wide
 from reconcile.postgres import Database, server_identity
@@ -113,13 +114,18 @@ class StateSettings:
 
 
 def migrate(state: StateSettings) -> list[str]:
-    """Create or update reconcile's state schema; the names of the migrations applied now."""
+    """Create or update reconcile's state schema; the revisions applied now."""
     return ledger_migrate(state.database, state.schema)
 
 
 def migration_sql(schema: str = DEFAULT_SCHEMA) -> str:
-    """Everything `migrate` would run, for a DBA to read or apply by hand."""
+    """Everything `migrate` would run on an empty ledger, for a DBA to read or apply by hand."""
     return migration_script(schema)
+
+
+def pending_migrations(state: StateSettings) -> list[str]:
+    """The revisions `migrate` would apply now (oldest first); empty when up to date."""
+    return pending(state.database, state.schema)
 
 
 def backfill(

@@ -207,16 +207,19 @@ def parse_database_url(raw: str | None, *, setting: str = "DATABASE_URL") -> Dat
     )
 
 
-@contextlib.contextmanager
-def connect(database: Database, *, autocommit: bool = False) -> Iterator[psycopg.Connection]:
-    """Open a connection in UTC with exact float output, or raise an error that names the fix."""
+def open_connection(database: Database, *, autocommit: bool = False) -> psycopg.Connection:
+    """A connection in UTC with exact float output, or an error that names the fix.
+
+    The one place connections are configured: `connect` and the SQLAlchemy engine
+    (reconcile/engine.py) both open theirs here.
+    """
     conninfo = make_conninfo(**database.libpq_params)
     try:
         connection = psycopg.connect(conninfo, autocommit=autocommit)
     except psycopg.Error as error:
         raise _explain_connect_failure(database, error) from None
-    with connection, _timeouts_named(database):
-        with connection.cursor() as cursor:
+    try:
+        with _timeouts_named(database), connection.cursor() as cursor:
             cursor.execute("SET TIME ZONE 'UTC'")
             if not database.sets_statement_timeout:
                 milliseconds = round(database.statement_timeout.total_seconds() * 1000)
@@ -224,11 +227,20 @@ def connect(database: Database, *, autocommit: bool = False) -> Iterator[psycopg
             # Doubles print exactly (shortest round-trip digits): costs keep every digit.
             cursor.execute("SET extra_float_digits = 3")
             if database.schema:
-                cursor.execute(
-                    sql.SQL("SET search_path TO {}").format(sql.Identifier(database.schema))
-                )
-        if not autocommit:
-            connection.commit()
+                path = sql.SQL("SET search_path TO {}").format(sql.Identifier(database.schema))
+                cursor.execute(path)
+    except BaseException:
+        connection.close()
+        raise
+    if not autocommit:
+        connection.commit()
+    return connection
+
+
+@contextlib.contextmanager
+def connect(database: Database, *, autocommit: bool = False) -> Iterator[psycopg.Connection]:
+    """Open a connection (see `open_connection`), closed when the block ends."""
+    with open_connection(database, autocommit=autocommit) as connection, _timeouts_named(database):
         yield connection
 
 

@@ -39,16 +39,24 @@ WINDOW = ["--since", "2026-11-01", "--until", "2026-11-02"]
 
 def test_migrate_is_idempotent_and_can_show_its_sql(litellm_db: Database) -> None:
     env = {"DATABASE_URL": litellm_db.url()}
+    behind = run(["migrate", "--check"], env=env)
+    assert behind.exit_code == 3
+    assert "behind: 001_runs_and_sent_events, " in behind.stderr
     first, second = run(["migrate"], env=env), run(["migrate"], env=env)
     assert (first.exit_code, second.exit_code) == (0, 0)
     assert (
-        "updated (001_runs_and_sent_events.sql, 002_server_identity_and_coverage.sql, "
-        "003_interrupted_runs.sql)" in first.stderr
+        "updated (001_runs_and_sent_events, 002_server_identity_and_coverage, "
+        "003_interrupted_runs)" in first.stderr
     )
     assert "already up to date" in second.stderr
+    current = run(["migrate", "--check"], env=env)
+    assert current.exit_code == 0, current.stderr
+    assert "up to date" in current.stderr
     shown = run(["migrate", "--print-sql", "--state-schema", "billing_audit"])
     assert shown.exit_code == 0
-    assert 'CREATE TABLE IF NOT EXISTS "billing_audit".sent_events' in shown.stdout
+    assert shown.stdout.startswith("BEGIN;") and shown.stdout.rstrip().endswith("COMMIT;")
+    assert "CREATE TABLE billing_audit.sent_events" in shown.stdout
+    assert "billing_audit.alembic_version" in shown.stdout
 
 
 def test_backfill_without_migrate_says_what_to_do(

@@ -80,7 +80,7 @@ def _configure_logging(debug: bool) -> None:
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s" if debug else "%(message)s",
     )
-    for noisy in ("httpx", "httpcore", "asyncio", "pgserver"):
+    for noisy in ("httpx", "httpcore", "asyncio", "pgserver", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 

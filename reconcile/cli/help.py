@@ -49,8 +49,18 @@ Exit codes (each command's --help says which it uses):
   1  error (the database or Lago failed); safe to run again
   2  usage or configuration error; the message names the setting and the fix
   3  run, backfill: missing events remain unsent (dry run, --max-events, held
-     back as too recent by backfill); report --check: a line not ok or a rollup gap
+     back as too recent by backfill); report --check: a line not ok or a rollup gap;
+     migrate --check: the ledger is behind
   4  run, backfill: another run holds the lock of this database, code and charge-by
   5  interrupted (SIGINT, SIGTERM, no answer at the prompt); what was sent is
      recorded; a second signal exits at once with 130 or 143
+"""
+
+MIGRATE_EXIT_CODES_HELP = """\
+\b
+Exit codes:
+  0  done (--check: the ledger is up to date)
+  1  error (the database failed); nothing half-done is left behind
+  2  usage or configuration error; the message names the setting and the fix
+  3  --check: the ledger is behind (or missing): run `reconcile migrate`
 """

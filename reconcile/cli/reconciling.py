@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 import click
 
 from reconcile import commands, render
-from reconcile.cli.help import EXIT_CODES_HELP, EXIT_CODES_RUN_HELP
+from reconcile.cli.help import EXIT_CODES_HELP, EXIT_CODES_RUN_HELP, MIGRATE_EXIT_CODES_HELP
 from reconcile.cli.options import (
     CHUNK_ROWS_OPTION,
     CUSTOMER_OPTION,
@@ -100,8 +100,19 @@ def _common_options(function: F) -> F:
     )
 
 
-@click.command(epilog=EXIT_CODES_HELP)
-@click.option("--print-sql", is_flag=True, help="Print the SQL instead of running it (for a DBA).")
+@click.command(epilog=MIGRATE_EXIT_CODES_HELP)
+@click.option(
+    "--print-sql",
+    is_flag=True,
+    help="Print the SQL of every migration, from an empty ledger, instead of running it "
+    "(Alembic's offline mode: one transaction, for a DBA to review or apply with psql).",
+)
+@click.option(
+    "--check",
+    is_flag=True,
+    help="Change nothing: exit 3 when the ledger is behind (migrations to apply), 0 when up "
+    "to date. Needs only read access.",
+)
 @click.option(
     "--database-url",
     envvar="DATABASE_URL",
@@ -116,6 +127,7 @@ def _common_options(function: F) -> F:
 def migrate(
     ctx: click.Context,
     print_sql: bool,
+    check: bool,
     database_url: str | None,
     state_database_url: str | None,
     state_schema: str,
@@ -123,19 +135,35 @@ def migrate(
     """Create or update reconcile's own tables (its ledger); safe to run again.
 
     The tables live in a schema of their own (litellm_reconcile by default) of the LiteLLM
-    database, or of --state-database-url. LiteLLM's tables are never touched.
+    database, or of --state-database-url. LiteLLM's tables are never touched. The migrations
+    are Alembic's (`upgrade head`, its version table in that schema), applied in one
+    transaction under a lock, so concurrent runs take turns. A ledger made by a release before
+    Alembic is recognised and stamped with the revision it matches, then upgraded.
 
     \b
     Example:
       reconcile migrate                # as a role that may create the schema
       reconcile migrate --print-sql    # what it runs, for a DBA to review or apply
+      reconcile migrate --check        # before a deploy: exit 3 if behind
     """
     if print_sql:
-        click.echo(commands.migration_sql(state_schema))
+        click.echo(commands.migration_sql(state_schema), nl=False)
         return
     setting = "RECONCILE_STATE_DATABASE_URL" if state_database_url else "DATABASE_URL"
     database = postgres(ctx, state_database_url or database_url, setting=setting)
-    applied = commands.migrate(commands.StateSettings(database, state_schema))
+    state = commands.StateSettings(database, state_schema)
+    if check:
+        behind = commands.pending_migrations(state)
+        if behind:
+            click.echo(
+                f"{database}: schema {state_schema} is behind: {', '.join(behind)} to apply; "
+                "run `reconcile migrate` (exit 3)",
+                err=True,
+            )
+            ctx.exit(EXIT_UNSENT)
+        click.echo(f"{database}: schema {state_schema} is up to date", err=True)
+        return
+    applied = commands.migrate(state)
     done = f"updated ({', '.join(applied)})" if applied else "already up to date"
     click.echo(f"{database}: schema {state_schema} {done}", err=True)
 

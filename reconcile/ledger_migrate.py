@@ -1,0 +1,89 @@
+"""`reconcile migrate`: Alembic's upgrade of the ledger, under a lock, in one transaction."""
+
+from __future__ import annotations
+
+import io
+from importlib.resources import as_file, files
+from typing import Any
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+
+from reconcile import queries
+from reconcile.engine import driver_errors, engine
+from reconcile.ledger import DEFAULT_SCHEMA, explained, lock_key
+from reconcile.postgres import Database
+
+
+def migrate(database: Database, schema: str = DEFAULT_SCHEMA) -> list[str]:
+    """`alembic upgrade head` in one transaction; the revisions applied now.
+
+    Concurrent calls take turns (a transaction advisory lock keyed on the schema): the second
+    finds the ledger at head and applies nothing. A ledger the old runner made (its
+    `schema_migrations` table) is first stamped with the revision it matches.
+    """
+    quoted = queries.schema_identifier(schema)
+    applied: list[str] = []
+    with (
+        explained(database, schema, "migrate"),
+        driver_errors(),
+        engine(database).connect() as connection,
+    ):
+        # Held until the transaction ends (so through PgBouncer's transaction pooling too).
+        connection.execute(
+            sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": lock_key("migrate", schema, "")}
+        )
+        # Only when it is missing: CREATE SCHEMA IF NOT EXISTS needs the right to create
+        # schemas even when the schema is there, and a role given its own schema has none.
+        exists = sa.text("SELECT EXISTS (SELECT FROM pg_namespace WHERE nspname = :schema)")
+        if not connection.execute(exists, {"schema": schema}).scalar():
+            connection.execute(sa.text(f"CREATE SCHEMA {quoted}"))
+        _run(schema, lambda config: command.upgrade(config, "head"), connection=connection,
+             applied=applied)  # fmt: skip
+        connection.commit()
+    return applied
+
+
+def migration_script(schema: str = DEFAULT_SCHEMA) -> str:
+    """Alembic's offline `upgrade head`: one transaction a DBA can read and apply with psql."""
+    queries.schema_identifier(schema)
+    buffer = io.StringIO()
+    _run(schema, lambda config: command.upgrade(config, "head", sql=True), output_buffer=buffer)
+    return buffer.getvalue()
+
+
+def pending(database: Database, schema: str = DEFAULT_SCHEMA) -> list[str]:
+    """The revisions `migrate` would apply (oldest first); empty when the ledger is at head.
+
+    Reads only: a role that may merely read the ledger can ask. A ledger the old runner made
+    is behind until `migrate` stamps it.
+    """
+    queries.schema_identifier(schema)
+    with (
+        explained(database, schema, "read"),
+        driver_errors(),
+        engine(database).connect() as connection,
+    ):
+        migration = MigrationContext.configure(connection, opts={"version_table_schema": schema})
+        current = migration.get_current_heads()
+    with as_file(files("reconcile.ledger_migrations")) as location:
+        script = ScriptDirectory(str(location))
+        return [
+            revision.revision
+            for revision in reversed(
+                list(script.iterate_revisions("heads", current[0] if current else "base"))
+            )
+            if revision.revision not in current
+        ]
+
+
+def _run(schema: str, action: Any, **attributes: Any) -> None:
+    """Run an Alembic command on the ledger's migrations, wherever the package is installed."""
+    with as_file(files("reconcile.ledger_migrations")) as location:
+        config = Config(output_buffer=attributes.pop("output_buffer", None))
+        config.set_main_option("script_location", str(location))
+        config.attributes.update(schema=schema, **attributes)
+        action(config)

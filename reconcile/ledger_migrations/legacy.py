@@ -1,0 +1,39 @@
+"""Ledgers made by reconcile's old migration runner: stamped with the revision they match."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+
+#: The old runner's record: one row per applied sql/ledger/NNN_*.sql file. Each revision's id
+#: is that file's name without `.sql`, so the record names the revision to stamp.
+OLD_TABLE = "schema_migrations"
+
+
+def stamp(migration: MigrationContext, script: ScriptDirectory, schema: str) -> str | None:
+    """Stamp a ledger the old runner made with its newest revision; the revision, or None.
+
+    Only when Alembic has no version for it yet. The old record stays, untouched.
+    """
+    if migration.get_current_heads():
+        return None
+    connection = migration.connection
+    if connection is None:
+        return None
+    found = connection.execute(
+        sa.text("SELECT to_regclass(:name) IS NOT NULL"),
+        {"name": f'"{schema.replace(chr(34), chr(34) * 2)}".{OLD_TABLE}'},
+    ).scalar()
+    if not found:
+        return None
+    old = sa.table(OLD_TABLE, sa.column("name"), schema=schema)
+    applied = {row[0].removesuffix(".sql") for row in connection.execute(sa.select(old.c.name))}
+    newest = None
+    for revision in reversed(list(script.walk_revisions("base", "heads"))):  # oldest first
+        if revision.revision not in applied:
+            break
+        newest = revision.revision
+    if newest is not None:
+        migration.stamp(script, newest)
+    return newest

@@ -1,0 +1,1 @@
+"""The ledger's Alembic revisions, one per change of its tables."""

@@ -1,0 +1,113 @@
+"""Ledgers made by the release before Alembic: `reconcile migrate` stamps what exists, then upgrades.
+
+tests/fixtures/ledger_before_alembic/ holds that release's sql/ledger/*.sql, applied here the
+way its runner applied them (a `schema_migrations` table naming each file).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pytest
+from psycopg import sql
+
+from reconcile import commands
+from reconcile.ledger import Ledger
+from reconcile.postgres import Database, connect
+
+FIXTURES = Path(__file__).parent / "fixtures" / "ledger_before_alembic"
+OLD_FILES = sorted(path.name for path in FIXTURES.glob("*.sql"))
+
+
+def old_runner(database: Database, schema: str, names: list[str]) -> None:
+    """What the previous release's `reconcile migrate` did, file by file, in one transaction."""
+    quoted = sql.Identifier(schema).as_string()
+    with connect(database) as connection:
+        connection.execute(f"CREATE SCHEMA {quoted}")  # type: ignore[call-overload]
+        connection.execute(
+            f"CREATE TABLE {quoted}.schema_migrations "  # type: ignore[call-overload]
+            "(name text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        for name in names:
+            text = (FIXTURES / name).read_text(encoding="utf-8").replace("{schema}", quoted)
+            connection.execute(text)  # type: ignore[call-overload]
+            connection.execute(
+                f"INSERT INTO {quoted}.schema_migrations (name) VALUES (%s)",  # type: ignore[call-overload]
+                (name,),
+            )
+        connection.commit()
+
+
+def version(database: Database, schema: str) -> list[tuple[str]]:
+    with connect(database) as connection:
+        query = sql.SQL("SELECT version_num FROM {}.alembic_version").format(sql.Identifier(schema))
+        return connection.execute(query).fetchall()
+
+
+def record_a_run(database: Database, schema: str, status: str) -> None:
+    with Ledger(database, schema) as ledger:
+        run_id = ledger.start_run(
+            mode="run", source="postgresql://x@h/litellm", source_id="cluster:1/litellm",
+            code="tokens", charge_by="end_user_id", since=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
+            until=dt.datetime(2026, 1, 2, tzinfo=dt.UTC), settings={"dry_run": False},
+        )  # fmt: skip
+        ledger.finish_run(run_id, status, {"sent": 0})
+
+
+def test_a_ledger_of_the_previous_release_is_stamped_and_keeps_its_runs(
+    litellm_db: Database,
+) -> None:
+    old_runner(litellm_db, "litellm_reconcile", OLD_FILES)
+    record_a_run(litellm_db, "litellm_reconcile", "succeeded")
+    state = commands.StateSettings(litellm_db)
+    assert commands.pending_migrations(state) == ["001_runs_and_sent_events",
+        "002_server_identity_and_coverage", "003_interrupted_runs"]  # fmt: skip
+    assert commands.migrate(state) == []  # nothing to create: stamped at what exists
+    assert version(litellm_db, "litellm_reconcile") == [("003_interrupted_runs",)]
+    assert commands.pending_migrations(state) == []
+    record_a_run(litellm_db, "litellm_reconcile", "interrupted")
+    with connect(litellm_db) as connection:
+        statuses = connection.execute("SELECT status FROM litellm_reconcile.runs ORDER BY id")
+        assert statuses.fetchall() == [("succeeded",), ("interrupted",)]
+
+
+def test_a_ledger_two_migrations_behind_gets_the_third(litellm_db: Database) -> None:
+    old_runner(litellm_db, "billing_audit", OLD_FILES[:2])
+    state = commands.StateSettings(litellm_db, "billing_audit")
+    assert commands.migrate(state) == ["003_interrupted_runs"]
+    record_a_run(litellm_db, "billing_audit", "interrupted")
+
+
+def shape(database: Database, schema: str) -> dict[str, list[tuple[str, ...]]]:
+    """Columns, indexes and constraints of a ledger, with its schema's name taken out."""
+    queries = {
+        "columns": "SELECT table_name, column_name, data_type, is_nullable, "
+        "coalesce(column_default, '') FROM information_schema.columns "
+        "WHERE table_schema = %(schema)s AND table_name IN ('runs', 'sent_events')",
+        "indexes": "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = %(schema)s "
+        "AND tablename IN ('runs', 'sent_events')",
+        "constraints": "SELECT conrelid::regclass::text, contype::text, "
+        "pg_get_constraintdef(oid) FROM pg_constraint "
+        "WHERE connamespace = %(schema)s::regnamespace AND contype IN ('c', 'f', 'u')",
+    }
+    found = {}
+    with connect(database) as connection:
+        for name, query in queries.items():
+            rows = connection.execute(query, {"schema": schema}).fetchall()  # type: ignore[call-overload]
+            found[name] = sorted(
+                tuple(str(value).replace(f"{schema}.", "") for value in row) for row in rows
+            )
+    return found
+
+
+@pytest.mark.parametrize("behind", [0, 1, 2])
+def test_the_revisions_make_the_tables_the_old_files_made(
+    litellm_db: Database, behind: int
+) -> None:
+    old_runner(litellm_db, "old_ledger", OLD_FILES[: len(OLD_FILES) - behind])
+    commands.migrate(commands.StateSettings(litellm_db, "old_ledger"))
+    commands.migrate(commands.StateSettings(litellm_db, "new_ledger"))
+    old, new = shape(litellm_db, "old_ledger"), shape(litellm_db, "new_ledger")
+    assert old == new
+    assert len(new["indexes"]) == 7
