@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 import click
 
 from reconcile import commands, render
-from reconcile.cli.help import EXIT_CODES_HELP, EXIT_CODES_RUN_HELP, MIGRATE_EXIT_CODES_HELP
+from reconcile.cli.help import EXIT_CODES_RUN_HELP, MIGRATE_EXIT_CODES_HELP
 from reconcile.cli.options import (
     CHUNK_ROWS_OPTION,
     CUSTOMER_OPTION,
