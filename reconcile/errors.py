@@ -5,12 +5,16 @@
     ├── SourceError             exit 1: the spend-log database could not be read
     │   └── SourceUnavailable   exit 1: the database did not answer (down, wrong host or port)
     ├── RunLocked               exit 4: another run of the same database, code and charge-by
-    ├── Interrupted             exit 5: SIGINT, SIGTERM or no answer at the prompt: stopped at
-    │                           a batch boundary, the run recorded `interrupted`; run it again
     └── LagoError               exit 1: Lago failed a request
         ├── LagoUnavailable     exit 1: Lago kept failing (5xx, 429, refused, timeouts) past
         │                       its retry budget (--lago-retry-budget)
         └── LagoRejected        exit 1: Lago refused events; each transaction id and reason named
+
+    Interrupted                 exit 5: SIGINT, SIGTERM or no answer at the prompt: stopped at
+                                a batch boundary, the run recorded `interrupted`; run it again.
+                                A BaseException, like KeyboardInterrupt: raised from a signal
+                                handler, no `except Exception` (logging's own, a library's) may
+                                swallow it and carry on.
 
 A wrong Lago key (401, 403) or base URL (404) is a ConfigError, and so are a Lago host name
 that does not resolve and a failed TLS handshake or certificate: no retry mends those.
@@ -55,8 +59,12 @@ class RunLocked(ReconcileError):
     exit_code = EXIT_LOCKED
 
 
-class Interrupted(ReconcileError):
-    """A signal (SIGINT, SIGTERM) or the end of input at the prompt stopped the run cleanly."""
+class Interrupted(BaseException):
+    """A signal (SIGINT, SIGTERM) or the end of input at the prompt stopped the run cleanly.
+
+    Not a ReconcileError: it is raised inside whatever code runs when the signal comes, and
+    `except Exception` there (logging.Handler.emit, for one) would otherwise swallow it.
+    """
 
     exit_code = EXIT_INTERRUPTED
 

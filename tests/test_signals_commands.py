@@ -1,5 +1,6 @@
 """SIGTERM in the commands that send nothing: they unwind as on Ctrl-C, leave nothing behind, exit 5."""
 
+import logging
 import os
 import signal
 import subprocess
@@ -12,8 +13,10 @@ from pathlib import Path
 import pytest
 from conftest import DAY, ENV_NAMES, LAGO_KEY
 
+from reconcile.errors import Interrupted
 from reconcile.lago_emulator import LagoEmulator
 from reconcile.postgres import Database
+from reconcile.stopping import terminable
 from reconcile.testing.factory import SpendLogFactory
 
 pytestmark = pytest.mark.usefixtures("clean_environment")
@@ -79,3 +82,33 @@ def test_sigterm_is_the_emulators_normal_end() -> None:
     _, stderr = process.communicate(timeout=30)
     assert process.returncode == 0, stderr
     assert "Lago emulator stopped" in stderr
+
+
+class SignallingStream:
+    """A log stream whose write is where SIGTERM lands, as it did mid-`log.info` in CI."""
+
+    def __init__(self) -> None:
+        self.written: list[str] = []
+
+    def write(self, text: str) -> None:
+        os.kill(os.getpid(), signal.SIGTERM)
+        self.written.append(text)
+
+    def flush(self) -> None:
+        pass
+
+
+def test_sigterm_during_a_log_line_is_not_swallowed_by_logging() -> None:
+    # logging.Handler.emit catches Exception and prints "--- Logging error ---": a signal
+    # exception that is an Exception would vanish there and the command carry on (the emulator
+    # then waited for ever). Interrupted is a BaseException, like KeyboardInterrupt.
+    handler = logging.StreamHandler(SignallingStream())
+    logger = logging.getLogger("reconcile.test.signalled")
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        with pytest.raises(Interrupted, match="SIGTERM"), terminable():  # noqa: PT012
+            logger.warning("a line")
+            time.sleep(5)  # not reached: the signal ends the block at the log line
+    finally:
+        logger.removeHandler(handler)
