@@ -38,7 +38,9 @@ def explained(database: Database, schema: str, doing: str) -> Iterator[None]:
         ) from None
     except psycopg.errors.InsufficientPrivilege as error:
         reason = " ".join(str(error).split())
-        if doing == "migrate":
+        if doing == "read":
+            fix = f"grant this role USAGE on schema {schema} and SELECT on its tables"
+        elif doing == "migrate":
             fix = (
                 "have a DBA apply `reconcile migrate --print-sql`, or create the schema for this "
                 f"role (CREATE SCHEMA {schema} AUTHORIZATION <role>), or keep the ledger in "
@@ -53,6 +55,53 @@ def explained(database: Database, schema: str, doing: str) -> Iterator[None]:
             f"{database.setting} ({database}) refused to {doing} reconcile's ledger "
             f"({reason}): {fix}"
         ) from None
+
+
+class NoLedger(ConfigError):
+    """The state database has no ledger in the schema: `reconcile migrate` has not run there."""
+
+
+@contextlib.contextmanager
+def opened(database: Database, schema: str, doing: str) -> Iterator[sa.Connection]:
+    """A connection whose tables are `schema`'s (ledger_tables has none of its own).
+
+    Raises NoLedger when the schema holds no ledger; ConfigError (from `explained`) when the
+    role may not read it; SourceUnavailable when the database does not answer.
+    """
+    queries.schema_identifier(schema)
+    with contextlib.ExitStack() as stack:
+        with explained(database, schema, doing), driver_errors():
+            connection = stack.enter_context(engine(database).connect())
+            found = sa.inspect(connection).has_table("sent_events", schema=schema)
+        if not found:
+            raise NoLedger(
+                f"{database.setting} ({database}) has no reconcile state schema {schema!r}: "
+                "run `reconcile migrate` once (with a role that may create it)"
+            )
+        yield connection.execution_options(schema_translate_map={None: schema})
+
+
+def read_backfilled(
+    database: Database,
+    schema: str,
+    *,
+    code: str,
+    charge_by: str,
+    since: dt.datetime,
+    until: dt.datetime,
+) -> dict[str, int]:
+    """Transaction id -> run id of what reconcile sent (or found already in Lago).
+
+    Events of `code` and `charge_by` whose rows ended in [since, until): the ledger's side of
+    a report's "backfilled by us". Reads only (the read-only role may). Raises as `opened`.
+    """
+    query = statements.backfilled(code=code, charge_by=charge_by, since=since, until=until)
+    with (
+        opened(database, schema, "read") as connection,
+        explained(database, schema, "read"),
+        driver_errors(),
+    ):
+        return {row.transaction_id: row.run_id for row in connection.execute(query)}
 
 
 def lock_key(source_id: str, code: str, charge_by: str) -> int:
@@ -74,19 +123,7 @@ class Ledger:
         self._connection: sa.Connection | None = None
 
     def __enter__(self) -> Ledger:
-        queries.schema_identifier(self.schema)
-        with explained(self.database, self.schema, "use"), driver_errors():
-            connection = self._stack.enter_context(engine(self.database).connect())
-            self._connection = connection.execution_options(
-                schema_translate_map={None: self.schema}
-            )
-            found = sa.inspect(connection).has_table("sent_events", schema=self.schema)
-        if not found:
-            self.__exit__()
-            raise ConfigError(
-                f"{self.database.setting} ({self.database}) has no reconcile state schema "
-                f"{self.schema!r}: run `reconcile migrate` once (with a role that may create it)"
-            )
+        self._connection = self._stack.enter_context(opened(self.database, self.schema, "use"))
         return self
 
     def __exit__(self, *_: object) -> None:

@@ -186,3 +186,23 @@ def confirm_in_lago(pairs: Sequence[tuple[str, str]]) -> sa.Update:
         .where(sent_events.c.status == "sending", _among(pairs))
         .values(status="sent", sent_at=sa.func.coalesce(sent_events.c.sent_at, sa.func.now()))
     )
+
+
+def backfilled(
+    *, code: str, charge_by: str, since: dt.datetime, until: dt.datetime
+) -> sa.Select[Any]:
+    """(transaction id, run id) of the events reconcile sent or found already in Lago.
+
+    For this code and charge-by, by the time their rows ended, in [since, until).
+    """
+    return (
+        sa.select(sent_events.c.transaction_id, sent_events.c.run_id)
+        .join(runs, runs.c.id == sent_events.c.run_id)
+        .where(
+            sent_events.c.event_code == code,
+            runs.c.charge_by == charge_by,
+            sent_events.c.status.in_(("sent", "already_in_lago")),
+            sent_events.c.event_timestamp >= since,
+            sent_events.c.event_timestamp < until,
+        )
+    )

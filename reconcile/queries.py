@@ -52,8 +52,10 @@ def schema_identifier(schema: str) -> str:
     return sql.Identifier(schema).as_string()
 
 
-def named(name: str, *, schema: str) -> dict[str, str]:
-    """The "-- name:" blocks of `sql/<name>`, with {schema} as a quoted identifier."""
-    text = load(name).replace("{schema}", schema_identifier(schema))
+def named(name: str, *, schema: str | None = None) -> dict[str, str]:
+    """The "-- name:" blocks of `sql/<name>`, with {schema} (if given) a quoted identifier."""
+    text = load(name)
+    if schema is not None:
+        text = text.replace("{schema}", schema_identifier(schema))
     parts = _NAME.split(text)
     return {parts[index]: parts[index + 1].strip() for index in range(1, len(parts), 2)}

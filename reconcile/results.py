@@ -87,6 +87,8 @@ class RollupState(enum.StrEnum):
     """The rollup table holds no row for those days (of those customers): nothing compared."""
     NO_TABLE = "no rollup table"
     """LiteLLM's database has no rollup table of the charge-by mode."""
+    NOT_READABLE = "rollup not readable"
+    """The role reading the spend logs may not read the rollup table (no SELECT grant)."""
     NO_WHOLE_DAY = "no whole UTC day"
     """The window holds no whole UTC day, the rollup's unit."""
     NOT_CHECKED = "not checked"

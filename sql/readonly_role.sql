@@ -7,6 +7,10 @@
 CREATE ROLE reconcile_reader LOGIN PASSWORD '<password>';
 GRANT USAGE ON SCHEMA public TO reconcile_reader;
 GRANT SELECT ON "LiteLLM_SpendLogs" TO reconcile_reader;
+-- `reconcile report` also compares LiteLLM's daily rollups with the spend logs; without these
+-- grants it says so in a note and skips that cross-check (older proxies have no such tables):
+--   GRANT SELECT ON "LiteLLM_DailyEndUserSpend", "LiteLLM_DailyUserSpend",
+--                   "LiteLLM_DailyTeamSpend" TO reconcile_reader;
 -- A window is read by one statement; long windows may need more than a strict default:
 -- ALTER ROLE reconcile_reader SET statement_timeout = '15min';
 
@@ -15,4 +19,5 @@ GRANT SELECT ON "LiteLLM_SpendLogs" TO reconcile_reader;
 -- or give the role a schema of its own in this one, then run `reconcile migrate` as the role:
 --   CREATE SCHEMA litellm_reconcile AUTHORIZATION reconcile_reader;
 -- (or have a DBA apply `reconcile migrate --print-sql`, then grant the role USAGE on the schema
--- and SELECT, INSERT, UPDATE on its tables and sequences).
+-- and SELECT, INSERT, UPDATE on its tables and sequences). A role that only makes reports
+-- needs USAGE and SELECT there, to show what reconcile backfilled.

@@ -5,6 +5,7 @@ import datetime as dt
 import random
 from collections.abc import Callable, Iterator
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -333,3 +334,49 @@ def test_any_missing_or_unexplained_event_is_an_exception_whatever_its_amount(
 ) -> None:
     """The tolerance absorbs the rounding of amounts, never a duplicate worth $0.0042."""
     assert finish(("cust", "2026-11-28"), values, (), Decimal("0.01")).status is status
+
+
+@pytest.fixture
+def reader_role(scene: Scene) -> Iterator[Database]:
+    """The role of sql/readonly_role.sql on the scene's database: it may not read the ledger."""
+    role = f"reader_{random.randrange(10**8)}"
+    script = (Path(__file__).resolve().parents[1] / "sql" / "readonly_role.sql").read_text()
+    with connect(scene.database, autocommit=True) as connection:
+        connection.execute(script.replace("reconcile_reader", role).replace("<password>", "pw"))  # type: ignore[call-overload]
+    try:
+        yield scene.database.replace(user=role)
+    finally:
+        with connect(scene.database, autocommit=True) as connection:
+            connection.execute(f'DROP OWNED BY "{role}"; DROP ROLE "{role}"')  # type: ignore[call-overload]
+
+
+def test_a_ledger_the_role_may_not_read_is_a_note_naming_the_grant(
+    scene: Scene, reader_role: Database
+) -> None:
+    with LagoClient(scene.lago.url, KEY) as client:
+        result = build_report(
+            reader_role, client, ReportSettings(DAY_WINDOW, ChargeBy.END_USER_ID, CODE)
+        )
+    assert result.totals.billable_requests > 0  # the spend logs were read all the same
+    assert result.totals.backfilled_events == 0
+    [note] = [note for note in result.notes if "ledger" in note and "rollup" not in note]
+    assert "could not be read" in note
+    assert "grant this role USAGE on schema litellm_reconcile and SELECT on its tables" in note
+    assert result.rollup_state is RollupState.NOT_READABLE
+    [rollup_note] = [note for note in result.notes if "rollup" in note]
+    assert 'grant it SELECT on "LiteLLM_DailyEndUserSpend"' in rollup_note
+
+
+def test_a_state_database_without_a_ledger_is_a_note(
+    scene: Scene, new_database: Callable[[], Database]
+) -> None:
+    empty = new_database()
+    with LagoClient(scene.lago.url, KEY) as client:
+        result = build_report(
+            scene.database, client, ReportSettings(DAY_WINDOW, ChargeBy.END_USER_ID, CODE),
+            state=empty, state_schema="elsewhere",
+        )  # fmt: skip
+    [note] = [note for note in result.notes if "ledger" in note]
+    assert note.startswith(f"no ledger in schema elsewhere of {empty}")
+    assert "reconcile migrate" in note
+    assert result.totals.missing_events > 0 and result.totals.backfilled_events == 0

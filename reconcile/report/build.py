@@ -10,17 +10,14 @@ import zoneinfo
 from collections.abc import Callable, Collection, Iterator, Sequence
 from decimal import Decimal
 
-import psycopg
-
 import reconcile
-from reconcile import queries
 from reconcile.errors import ConfigError
 from reconcile.lago.client import LagoClient
-from reconcile.ledger import DEFAULT_SCHEMA
+from reconcile.ledger import DEFAULT_SCHEMA, NoLedger, read_backfilled
 from reconcile.margins import DEFAULT_SETTLE, Margins
 from reconcile.money import ZERO
 from reconcile.pipeline import Stopwatch, read_and_match
-from reconcile.postgres import Database, connect
+from reconcile.postgres import Database
 from reconcile.report.aggregate import Tallies, add_matches, observe_rows
 from reconcile.report.lines import sorted_lines, totals
 from reconcile.report.rollup import rollup_gaps
@@ -233,26 +230,23 @@ def _backfilled(
     state: Database, schema: str, settings: ReportSettings, margin: dt.timedelta, notes: list[str]
 ) -> dict[str, int]:
     """Transaction id -> run id of what the ledger says reconcile sent around the window."""
-    text = queries.named("report.sql", schema=schema)["backfilled"]
-    params = {
-        "code": settings.code,
-        "charge_by": settings.charge_by.value,
-        "since": settings.window.since - margin,
-        "until": settings.window.until + margin,
-    }
     try:
-        with connect(state) as connection:
-            rows = connection.execute(text, params).fetchall()
-    except psycopg.errors.UndefinedTable:
+        return read_backfilled(
+            state,
+            schema,
+            code=settings.code,
+            charge_by=settings.charge_by.value,
+            since=settings.window.since - margin,
+            until=settings.window.until + margin,
+        )
+    except NoLedger:
         notes.append(
             f"no ledger in schema {schema} of {state}: nothing backfilled by reconcile is "
             "recorded there (run `reconcile migrate`, or set --state-database-url/--state-schema)"
         )
-        return {}
-    except psycopg.errors.InsufficientPrivilege:
-        notes.append(f"the ledger in schema {schema} could not be read (no SELECT grant)")
-        return {}
-    return dict(rows)
+    except ConfigError as error:  # a refused read: the report stands without that column
+        notes.append(f"the ledger could not be read, so nothing is shown as backfilled: {error}")
+    return {}
 
 
 def _finalized_lookup(finalized: FinalizedPeriods | None) -> Callable[[str, int], bool]:

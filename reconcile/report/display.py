@@ -175,6 +175,8 @@ def rollup_sentence(report: Report) -> str:
         RollupState.NO_ROWS: "no rollup rows: LiteLLM's daily rollup holds no row for the "
         "window's whole UTC days, so nothing was compared",
         RollupState.NO_TABLE: "no rollup table: nothing was compared",
+        RollupState.NOT_READABLE: "not compared: this role may not read LiteLLM's daily "
+        "rollup (see the notes)",
         RollupState.NO_WHOLE_DAY: "not compared: the window holds no whole UTC day, the "
         "rollup's unit",
         RollupState.NOT_CHECKED: "not checked",

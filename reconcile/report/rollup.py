@@ -3,26 +3,23 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
 from decimal import Decimal
 
-import psycopg
-from psycopg import sql
-
-from reconcile import queries
-from reconcile.ledger import DEFAULT_SCHEMA
 from reconcile.money import ZERO
 from reconcile.postgres import Database
 from reconcile.results import RollupGap, RollupState
 from reconcile.settings import ChargeBy
-from reconcile.spendlogs.read import open_snapshot
+from reconcile.spendlogs.rollup import DailySums, read_daily_sums
 from reconcile.window import UTC, Window
 
-ROLLUPS = {
-    ChargeBy.END_USER_ID: ("LiteLLM_DailyEndUserSpend", "end_user_id"),
-    ChargeBy.USER_ID: ("LiteLLM_DailyUserSpend", "user_id"),
-    ChargeBy.TEAM_ID: ("LiteLLM_DailyTeamSpend", "team_id"),
-}
+
+def whole_days(window: Window) -> tuple[dt.date, dt.date] | None:
+    """The first and last UTC day wholly inside the window; None when there is none."""
+    first = window.since.astimezone(UTC).date()
+    if window.since.astimezone(UTC) > dt.datetime.combine(first, dt.time(), UTC):
+        first += dt.timedelta(days=1)
+    last = window.until.astimezone(UTC).date() - dt.timedelta(days=1)
+    return None if last < first else (first, last)
 
 
 def rollup_gaps(
@@ -37,31 +34,30 @@ def rollup_gaps(
 
     Returns what could be compared, how many customer-days of the rollup were, and the gaps.
     """
-    first = window.since.astimezone(UTC).date()
-    if window.since.astimezone(UTC) > dt.datetime.combine(first, dt.time(), UTC):
-        first += dt.timedelta(days=1)
-    last = window.until.astimezone(UTC).date() - dt.timedelta(days=1)
-    if last < first:
+    days = whole_days(window)
+    if days is None:
         return RollupState.NO_WHOLE_DAY, 0, []
-    table, id_column = ROLLUPS[charge_by]
-    named = queries.named("report.sql", schema=DEFAULT_SCHEMA)
-    names = {
-        "rollup": sql.Identifier(table),
-        "rollup_id": sql.Identifier(id_column),
-        "charge_by": sql.Identifier(charge_by.column),
-    }
-    bounds = {"first": first.isoformat(), "last": last.isoformat()}
-    days = {
-        "since": dt.datetime.combine(first, dt.time()),
-        "until": dt.datetime.combine(last + dt.timedelta(days=1), dt.time()),
-    }
-    with open_snapshot(database) as connection:
-        exists = connection.execute(named["rollup_exists"], {"table": f'"{table}"'}).fetchone()
-        if not exists or not exists[0]:
-            notes.append(f'no "{table}" table: the rollup cross-check was skipped')
-            return RollupState.NO_TABLE, 0, []
-        rollup = _by_day(connection, named["rollup_by_day"], names, bounds)
-        logs = _by_day(connection, named["spend_logs_by_day"], names, days)
+    return compare(read_daily_sums(database, charge_by, *days), customers, tolerance, notes)
+
+
+def compare(
+    sums: DailySums, customers: frozenset[str], tolerance: Decimal, notes: list[str]
+) -> tuple[RollupState, int, list[RollupGap]]:
+    """The gaps of `sums`: where the rollup holds more than the spend logs.
+
+    A customer-day is a gap when the rollup counts more requests, or more spend (beyond
+    `tolerance`), than the spend logs. Notes say what could not be compared.
+    """
+    if not sums.readable:
+        notes.append(
+            f'this role may not read "{sums.table}": the rollup cross-check was skipped (grant '
+            f'it SELECT on "{sums.table}" to compare LiteLLM\'s daily rollup with its spend logs)'
+        )
+        return RollupState.NOT_READABLE, 0, []
+    if sums.rollup is None:
+        notes.append(f'no "{sums.table}" table: the rollup cross-check was skipped')
+        return RollupState.NO_TABLE, 0, []
+    rollup, logs = sums.rollup, sums.spend_logs
     if customers:
         rollup = {key: value for key, value in rollup.items() if key[0] in customers}
     gaps, unsummable = [], 0
@@ -80,16 +76,3 @@ def rollup_gaps(
             "were compared, not their spend"
         )
     return (RollupState.COMPARED if rollup else RollupState.NO_ROWS), len(rollup), gaps
-
-
-def _by_day(
-    connection: psycopg.Connection,
-    text: str,
-    names: dict[str, sql.Identifier],
-    params: Mapping[str, object],
-) -> dict[tuple[str, str], tuple[int, Decimal]]:
-    query = sql.SQL(text).format(**names)
-    return {
-        (customer, day): (int(requests), Decimal(spend))
-        for customer, day, requests, spend in connection.execute(query, params)
-    }

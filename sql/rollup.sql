@@ -1,24 +1,16 @@
--- The queries of `reconcile report`, one per "-- name:" block; all read, none write.
--- {schema} is reconcile's state schema; {rollup}, {rollup_id} and {charge_by} are the daily
--- rollup table, its id column and the spend-log column of the charge-by mode:
+-- LiteLLM's daily rollup and the spend logs summed the same way, for `reconcile report`'s
+-- cross-check: one query per "-- name:" block; all read, none write. {rollup}, {rollup_id}
+-- and {charge_by} are the daily rollup table, its id column and the spend-log column of the
+-- charge-by mode:
 --   end_user_id: "LiteLLM_DailyEndUserSpend".end_user_id   "LiteLLM_SpendLogs".end_user
 --   user_id:     "LiteLLM_DailyUserSpend".user_id          "LiteLLM_SpendLogs"."user"
 --   team_id:     "LiteLLM_DailyTeamSpend".team_id          "LiteLLM_SpendLogs".team_id
 
--- name: backfilled
--- The events reconcile sent (or found already in Lago) for this code and charge-by, by the
--- time their rows ended: the ledger's side of "backfilled by us".
-SELECT sent.transaction_id, sent.run_id
-FROM {schema}.sent_events AS sent
-JOIN {schema}.runs AS runs ON runs.id = sent.run_id
-WHERE sent.event_code = %(code)s
-  AND runs.charge_by = %(charge_by)s
-  AND sent.status IN ('sent', 'already_in_lago')
-  AND sent.event_timestamp >= %(since)s
-  AND sent.event_timestamp < %(until)s
-
 -- name: rollup_exists
-SELECT to_regclass(%(table)s) IS NOT NULL
+-- Whether the rollup table is there, and whether this role may read it (sql/readonly_role.sql
+-- grants only the spend logs).
+SELECT to_regclass(%(table)s) IS NOT NULL,
+       coalesce(has_table_privilege(to_regclass(%(table)s), 'SELECT'), false)
 
 -- name: rollup_by_day
 -- LiteLLM's daily rollup per id and UTC date (its `date` is 'YYYY-MM-DD' text), every api key
