@@ -14,7 +14,7 @@ import pyarrow.compute as pc
 from reconcile.attribute import Tally, billable, classify, tally
 from reconcile.build_events import EVENT_SCHEMA, build_events
 from reconcile.margins import Margins
-from reconcile.window import Window
+from reconcile.window import Window, duration_ms, from_ms, to_ms
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ def expected_events(
     the neighbours' own: the matcher weighs them so their events are not taken for this
     window's, but they are never backfilled from here.
     """
-    bounds = tuple(int(edge.timestamp() * 1000) for edge in (window.since, window.until))
+    bounds = (to_ms(window.since), to_ms(window.until))
     wanted = pa.array(sorted(customers), pa.string())
     totals = Tally()
     chunks: list[pa.Table] = []
@@ -90,7 +90,7 @@ def expected_events(
             last_end = latest if last_end is None else max(last_end, latest)
         chunks.append(events.append_column("in_window", pa.array(inside)))
 
-    longest_ms = int(margins.longest.total_seconds() * 1000)
+    longest_ms = duration_ms(margins.longest)
     too_long: list[tuple[int, int]] = []
     long_before = margins.long_rows_before(window)
     if long_before is not None:
@@ -98,7 +98,7 @@ def expected_events(
             take(rows)
     for rows in read(margins.rows_around(window), None):
         take(rows)
-    ended = None if last_end is None else dt.datetime.fromtimestamp(last_end / 1000, dt.UTC)
+    ended = None if last_end is None else from_ms(last_end)
     listing = margins.listing(window, ended, settle_point)
     after = margins.rows_after(window, listing)
     if after is not None:

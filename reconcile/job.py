@@ -31,6 +31,7 @@ from reconcile.results import Plan, RunSummary
 from reconcile.settings import JobSettings
 from reconcile.stopping import Stop
 from reconcile.transaction_id import PREFIX
+from reconcile.window import from_ms, to_ms
 
 log = logging.getLogger(__name__)
 
@@ -149,7 +150,7 @@ def _reconcile(
     held = [cost for cost, ready in zip(costs, settled, strict=True) if not ready]
     summary.too_recent, summary.too_recent_spend = len(held), exact_sum(held)
     month = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-    summary.before_this_month = int((missing["end_ms"] < month.timestamp() * 1000).sum())
+    summary.before_this_month = int((missing["end_ms"] < to_ms(month)).sum())
     to_send = [event for event, ready in zip(events, settled, strict=True) if ready]
     if settings.max_events is not None:
         to_send = to_send[: settings.max_events]
@@ -189,7 +190,7 @@ def _settled(rows: pa.Table, settings: JobSettings, now: dt.datetime) -> np.ndar
     """Which rows' events have all had time to arrive: endTime + max delay <= now - settle."""
     point = now - settings.settle - settings.margins.max_delay
     end_ms = rows.column("end_ms").to_numpy()
-    return end_ms <= int(point.timestamp() * 1000)  # type: ignore[no-any-return]
+    return end_ms <= to_ms(point)  # type: ignore[no-any-return]
 
 
 def _covered_until(
@@ -201,7 +202,7 @@ def _covered_until(
     if settled.all():
         return settings.window.until
     start_ms = int(rows.column("start_ms").to_numpy()[~settled].min())
-    return dt.datetime.fromtimestamp(start_ms / 1000, dt.UTC)
+    return from_ms(start_ms)
 
 
 def _spend(events: Iterable[Mapping[str, Any]]) -> Decimal:

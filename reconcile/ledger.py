@@ -6,6 +6,7 @@ import contextlib
 import datetime as dt
 import hashlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from decimal import Decimal
 from typing import Any
 
 import psycopg
@@ -16,6 +17,7 @@ from reconcile import queries
 from reconcile.engine import driver_errors, engine
 from reconcile.errors import ConfigError, SourceError, SourceUnavailable
 from reconcile.postgres import Database
+from reconcile.window import from_ms
 
 DEFAULT_SCHEMA = "litellm_reconcile"
 
@@ -269,13 +271,13 @@ class Ledger:
 
 def _ledger_row(event: Mapping[str, Any], run_id: int) -> tuple[Any, ...]:
     properties = event["properties"]
-    seconds = dt.timedelta(milliseconds=round(float(event["timestamp"]) * 1000))
+    timestamp = from_ms(round(Decimal(str(event["timestamp"])) * 1000))  # "1793491201.586"
     return (
         event["transaction_id"],
         event["external_subscription_id"],
         event["code"],
         properties["litellm_request_id"],
-        dt.datetime(1970, 1, 1, tzinfo=dt.UTC) + seconds,
+        timestamp,
         properties["response_cost"],
         run_id,
         "sending",

@@ -19,7 +19,7 @@ from reconcile.matching import MatchResult, MatchSettings, match
 from reconcile.postgres import Database
 from reconcile.settings import JobSettings
 from reconcile.spendlogs.read import open_snapshot, read_window
-from reconcile.window import Window
+from reconcile.window import Window, duration_ms, to_ms
 
 log = logging.getLogger(__name__)
 
@@ -134,8 +134,8 @@ def match_settings(settings: JobSettings) -> MatchSettings:
     """The matcher's settings for a job, in Unix milliseconds."""
     margins = settings.margins
     return MatchSettings(
-        since_ms=int(settings.window.since.timestamp() * 1000),
-        until_ms=int(settings.window.until.timestamp() * 1000),
-        skew_ms=int(margins.skew.total_seconds() * 1000),
-        max_delay_ms=int(margins.max_delay.total_seconds() * 1000),
+        since_ms=to_ms(settings.window.since),
+        until_ms=to_ms(settings.window.until),
+        skew_ms=duration_ms(margins.skew),
+        max_delay_ms=duration_ms(margins.max_delay),
     )

@@ -17,6 +17,7 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from reconcile.errors import ConfigError, ReconcileError, SourceError, SourceUnavailable
+from reconcile.window import duration_ms
 
 log = logging.getLogger(__name__)
 
@@ -222,7 +223,7 @@ def open_connection(database: Database, *, autocommit: bool = False) -> psycopg.
         with _timeouts_named(database), connection.cursor() as cursor:
             cursor.execute("SET TIME ZONE 'UTC'")
             if not database.sets_statement_timeout:
-                milliseconds = round(database.statement_timeout.total_seconds() * 1000)
+                milliseconds = duration_ms(database.statement_timeout)
                 cursor.execute(f"SET statement_timeout = {milliseconds:d}")
             # Doubles print exactly (shortest round-trip digits): costs keep every digit.
             cursor.execute("SET extra_float_digits = 3")

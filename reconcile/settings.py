@@ -37,6 +37,9 @@ _COLUMNS = {
 
 DEFAULT_CHARGE_BY = ChargeBy.END_USER_ID
 
+#: The token counts a spend-log row holds and LiteLLM's Lago callback sends, by the same names.
+TOKENS = ("prompt_tokens", "completion_tokens", "total_tokens")
+
 
 def parse_charge_by(value: str, *, source: str = "LAGO_API_CHARGE_BY") -> ChargeBy:
     """Read a charge-by mode the way LiteLLM spells it; `source` names the setting in errors."""

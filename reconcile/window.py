@@ -8,6 +8,26 @@ import datetime as dt
 from reconcile.errors import ConfigError
 
 UTC = dt.UTC
+EPOCH = dt.datetime(1970, 1, 1, tzinfo=UTC)
+MILLISECOND = dt.timedelta(milliseconds=1)
+
+
+def to_ms(moment: dt.datetime) -> int:
+    """Unix milliseconds of an aware datetime: the unit rows and events are compared in.
+
+    Exact integer arithmetic (a float timestamp times 1000 can land a millisecond short).
+    """
+    return (moment - EPOCH) // MILLISECOND
+
+
+def from_ms(milliseconds: int) -> dt.datetime:
+    """The aware UTC datetime of Unix milliseconds; the inverse of `to_ms`."""
+    return EPOCH + milliseconds * MILLISECOND
+
+
+def duration_ms(duration: dt.timedelta) -> int:
+    """A duration in whole milliseconds (sub-millisecond parts dropped)."""
+    return duration // MILLISECOND
 
 
 @dataclasses.dataclass(frozen=True)

@@ -37,14 +37,13 @@ from reconcile.lago_emulator import LagoEmulator
 from reconcile.matching.models import PROVIDERS
 from reconcile.postgres import Database, connect
 from reconcile.results import RunSummary
-from reconcile.settings import ChargeBy, JobSettings
+from reconcile.settings import TOKENS, ChargeBy, JobSettings
 from reconcile.testing.litellm_schema import create_database, drop_database
 from reconcile.window import UTC, Window
 
 KEY = "interop-key"
 CODE = "litellm_interop"
 IDS = {"end_user_id": END_USER, "user_id": USER, "team_id": TEAM}
-TOKENS = ("prompt_tokens", "completion_tokens", "total_tokens")
 
 CASES = [
     pytest.param(entry, route, id=f"{entry.name}-{route}")

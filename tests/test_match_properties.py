@@ -13,13 +13,13 @@ from test_match import maximum_matching
 
 from reconcile.matching import MatchSettings, match
 from reconcile.matching.models import PROVIDERS
+from reconcile.settings import TOKENS
 
 SECOND = 1000
 MINUTE = 60 * SECOND
 SETTINGS = MatchSettings(
     since_ms=0, until_ms=3600 * SECOND, skew_ms=2 * MINUTE, max_delay_ms=20 * MINUTE
 )
-TOKENS = ("prompt_tokens", "completion_tokens", "total_tokens")
 BASE = 0.0042
 EPSILON = 0.6e-9 * BASE  # within the tolerance of a neighbour, not of the one after
 

@@ -38,21 +38,13 @@ WHOLE_DAY = Window(dt.datetime(2026, 11, 1, tzinfo=UTC), dt.datetime(2026, 11, 2
 
 
 def billable(rows: list[SpendLog], charge_by: ChargeBy = ChargeBy.END_USER_ID) -> list[SpendLog]:
-    column = {
-        ChargeBy.END_USER_ID: "end_user",
-        ChargeBy.USER_ID: "user",
-        ChargeBy.TEAM_ID: "team_id",
-    }[charge_by]
-    return [row for row in rows if row.status in ("success", None) and getattr(row, column)]
+    return [
+        row for row in rows if row.status in ("success", None) and getattr(row, charge_by.column)
+    ]
 
 
 def charge_id(row: SpendLog, charge_by: ChargeBy) -> str:
-    return str(
-        getattr(
-            row,
-            {"end_user_id": "end_user", "user_id": "user", "team_id": "team_id"}[charge_by.value],
-        )
-    )
+    return str(getattr(row, charge_by.column))
 
 
 def callback(

@@ -16,6 +16,8 @@ import pyarrow.compute as pc
 import pyarrow.json as pajson
 
 from reconcile.errors import LagoError
+from reconcile.settings import TOKENS
+from reconcile.window import to_ms
 
 
 def parse_time(text: str) -> dt.datetime:
@@ -50,7 +52,6 @@ def json_page(content: bytes) -> tuple[list[dict[str, Any]], int, Mapping[str, A
     return events, len(events), body.get("meta", {}) if isinstance(body, dict) else {}
 
 
-TOKENS = ("prompt_tokens", "completion_tokens", "total_tokens")
 #: Other names of the same counts (LiteLLM's docs, and reconcile's own events, carry both).
 TOKEN_ALIASES = {"prompt_tokens": "input_tokens", "completion_tokens": "output_tokens"}
 NUMERIC_PROPERTIES = (*TOKENS, *TOKEN_ALIASES.values(), "response_cost")
@@ -192,7 +193,7 @@ def frame(slices: Iterable[Slice[pa.Table]]) -> pd.DataFrame:
     for part in slices:
         if part.pages:
             compact.append(_compact(pa.concat_tables(part.pages)))
-        edges.add(int(part.end.timestamp() * 1000))
+        edges.add(to_ms(part.end))
     table = pa.concat_tables(compact) if compact else _compact(PAGE_SCHEMA.empty_table())
     events: pd.DataFrame = table.to_pandas(
         types_mapper=lambda kind: pd.ArrowDtype(kind) if kind == pa.string() else None

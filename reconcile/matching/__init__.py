@@ -1,7 +1,6 @@
 """Matching spend-log rows to Lago events: `match` and what it takes and gives."""
 
 from reconcile.matching.match import match
-from reconcile.matching.sides import TOKENS
 from reconcile.matching.types import (
     EVENT_STATUSES,
     MATCHED_BY,
@@ -19,7 +18,6 @@ __all__ = [
     "MATCHED_BY",
     "REASONS",
     "ROW_STATUSES",
-    "TOKENS",
     "EventStatus",
     "MatchResult",
     "MatchSettings",

@@ -18,8 +18,8 @@ import pyarrow.compute as pc
 
 from reconcile.matching.models import model_keys
 from reconcile.matching.types import MatchSettings
+from reconcile.settings import TOKENS
 
-TOKENS = ("prompt_tokens", "completion_tokens", "total_tokens")
 #: What a fingerprint compares besides subscription and time; a null is unknown, never a mismatch.
 FIELDS = ("model", *TOKENS, "cost")
 COST = FIELDS.index("cost")

@@ -32,7 +32,7 @@ from reconcile.results import (
     RunSummary,
 )
 from reconcile.settings import DEFAULT_CHUNK_ROWS, ChargeBy, JobSettings
-from reconcile.window import UTC, Window
+from reconcile.window import UTC, Window, from_ms
 
 log = logging.getLogger(__name__)
 
@@ -258,7 +258,7 @@ def _finalized_lookup(finalized: FinalizedPeriods | None) -> Callable[[str, int]
             return False
         if customer not in cache:
             cache[customer] = finalized(customer) or ()
-        moment = dt.datetime.fromtimestamp(end_ms / 1000, UTC)
+        moment = from_ms(end_ms)
         return any(start <= moment < end for start, end in cache[customer])
 
     return in_finalized
