@@ -23,8 +23,8 @@ from reconcile.lago.billing import NEVER_RECOMPUTED, finalized_periods, subscrip
 from reconcile.lago.client import LagoClient
 from reconcile.lago.retry import DEFAULT_BUDGET, RetryPolicy
 from reconcile.ledger import DEFAULT_SCHEMA, Ledger, lock_key
+from reconcile.ledger_migrate import current_revision, migration_script, pending
 from reconcile.ledger_migrate import migrate as ledger_migrate
-from reconcile.ledger_migrate import migration_script, pending
 from reconcile.margins import DEFAULT_SETTLE
 from reconcile.money import wide
 from reconcile.postgres import Database, server_identity
@@ -118,14 +118,19 @@ def migrate(state: StateSettings) -> list[str]:
     return ledger_migrate(state.database, state.schema)
 
 
-def migration_sql(schema: str = DEFAULT_SCHEMA) -> str:
-    """Everything `migrate` would run on an empty ledger, for a DBA to read or apply by hand."""
-    return migration_script(schema)
+def migration_sql(schema: str = DEFAULT_SCHEMA, after: str | None = None) -> str:
+    """What `migrate` would run on an empty ledger (or one at revision `after`), for a DBA."""
+    return migration_script(schema, after)
 
 
 def pending_migrations(state: StateSettings) -> list[str]:
     """The revisions `migrate` would apply now (oldest first); empty when up to date."""
     return pending(state.database, state.schema)
+
+
+def ledger_revision(state: StateSettings) -> str | None:
+    """The ledger's current revision; None before any `migrate` (or the old runner's ledger)."""
+    return current_revision(state.database, state.schema)
 
 
 def backfill(

@@ -14,6 +14,7 @@ from alembic.script import ScriptDirectory
 
 from reconcile import queries
 from reconcile.engine import driver_errors, engine
+from reconcile.errors import ConfigError
 from reconcile.ledger import DEFAULT_SCHEMA, explained, lock_key
 from reconcile.postgres import Database
 
@@ -41,25 +42,43 @@ def migrate(database: Database, schema: str = DEFAULT_SCHEMA) -> list[str]:
         exists = sa.text("SELECT EXISTS (SELECT FROM pg_namespace WHERE nspname = :schema)")
         if not connection.execute(exists, {"schema": schema}).scalar():
             connection.execute(sa.text(f"CREATE SCHEMA {quoted}"))
+        versions = MigrationContext.configure(connection, opts={"version_table_schema": schema})
+        _known(versions.get_current_revision(), database, schema)
         _run(schema, lambda config: command.upgrade(config, "head"), connection=connection,
              applied=applied)  # fmt: skip
         connection.commit()
     return applied
 
 
-def migration_script(schema: str = DEFAULT_SCHEMA) -> str:
-    """Alembic's offline `upgrade head`: one transaction a DBA can read and apply with psql."""
+def migration_script(schema: str = DEFAULT_SCHEMA, after: str | None = None) -> str:
+    """Alembic's offline `upgrade head`: one transaction a DBA can read and apply with psql.
+
+    From an empty ledger, or with `after` (a revision, as `migrate --check` names the ledger's
+    current one) only the revisions that follow it. ConfigError for a revision there is not.
+    """
     queries.schema_identifier(schema)
+    if after is not None and after not in revisions():
+        raise ConfigError(
+            f"--from-revision {after!r} is not a revision of reconcile's ledger: use one of "
+            f"{', '.join(revisions())} (`reconcile migrate --check` names the ledger's)"
+        )
+    target = "head" if after is None else f"{after}:head"
     buffer = io.StringIO()
-    _run(schema, lambda config: command.upgrade(config, "head", sql=True), output_buffer=buffer)
+    _run(schema, lambda config: command.upgrade(config, target, sql=True), output_buffer=buffer)
     return buffer.getvalue()
 
 
-def pending(database: Database, schema: str = DEFAULT_SCHEMA) -> list[str]:
-    """The revisions `migrate` would apply (oldest first); empty when the ledger is at head.
+def revisions() -> list[str]:
+    """Every revision of the ledger, oldest first."""
+    with as_file(files("reconcile.ledger_migrations")) as location:
+        script = ScriptDirectory(str(location))
+        return [revision.revision for revision in reversed(list(script.walk_revisions()))]
 
-    Reads only: a role that may merely read the ledger can ask. A ledger the old runner made
-    is behind until `migrate` stamps it.
+
+def current_revision(database: Database, schema: str = DEFAULT_SCHEMA) -> str | None:
+    """The ledger's revision (Alembic's version table); None before any `migrate`.
+
+    A ledger the old runner made has none until `migrate` stamps it. Reads only.
     """
     queries.schema_identifier(schema)
     with (
@@ -68,16 +87,30 @@ def pending(database: Database, schema: str = DEFAULT_SCHEMA) -> list[str]:
         engine(database).connect() as connection,
     ):
         migration = MigrationContext.configure(connection, opts={"version_table_schema": schema})
-        current = migration.get_current_heads()
-    with as_file(files("reconcile.ledger_migrations")) as location:
-        script = ScriptDirectory(str(location))
-        return [
-            revision.revision
-            for revision in reversed(
-                list(script.iterate_revisions("heads", current[0] if current else "base"))
-            )
-            if revision.revision not in current
-        ]
+        current = migration.get_current_revision()
+    _known(current, database, schema)
+    return current
+
+
+def pending(database: Database, schema: str = DEFAULT_SCHEMA) -> list[str]:
+    """The revisions `migrate` would apply (oldest first); empty when the ledger is at head.
+
+    Reads only: a role that may merely read the ledger can ask. A ledger the old runner made
+    is behind until `migrate` stamps it.
+    """
+    current = current_revision(database, schema)
+    every = revisions()
+    return every[every.index(current) + 1 :] if current is not None else every
+
+
+def _known(current: str | None, database: Database, schema: str) -> None:
+    """ConfigError for a ledger a newer release migrated: this one cannot tell what it holds."""
+    if current is not None and current not in revisions():
+        raise ConfigError(
+            f"{database.setting} ({database}): the ledger in schema {schema} is at revision "
+            f"{current!r}, which this release of reconcile does not know (a newer one migrated "
+            f"it): run that release, or upgrade reconcile"
+        )
 
 
 def _run(schema: str, action: Any, **attributes: Any) -> None:

@@ -41,7 +41,7 @@ def test_migrate_is_idempotent_and_can_show_its_sql(litellm_db: Database) -> Non
     env = {"DATABASE_URL": litellm_db.url()}
     behind = run(["migrate", "--check"], env=env)
     assert behind.exit_code == 3
-    assert "behind: 001_runs_and_sent_events, " in behind.stderr
+    assert "without a ledger (or one not stamped yet): 001_runs_and_sent_events, " in behind.stderr
     first, second = run(["migrate"], env=env), run(["migrate"], env=env)
     assert (first.exit_code, second.exit_code) == (0, 0)
     assert (
@@ -51,12 +51,21 @@ def test_migrate_is_idempotent_and_can_show_its_sql(litellm_db: Database) -> Non
     assert "already up to date" in second.stderr
     current = run(["migrate", "--check"], env=env)
     assert current.exit_code == 0, current.stderr
-    assert "up to date" in current.stderr
+    assert "up to date, at revision 003_interrupted_runs" in current.stderr
+    behind = run(["migrate", "--check", "--state-schema", "not_yet"], env=env)
+    assert behind.exit_code == 3
+    assert "is behind, without a ledger" in behind.stderr
+    assert "`reconcile migrate --print-sql`" in behind.stderr
     shown = run(["migrate", "--print-sql", "--state-schema", "billing_audit"])
     assert shown.exit_code == 0
     assert shown.stdout.startswith("BEGIN;") and shown.stdout.rstrip().endswith("COMMIT;")
     assert "CREATE TABLE billing_audit.sent_events" in shown.stdout
     assert "billing_audit.alembic_version" in shown.stdout
+    after = run(["migrate", "--print-sql", "--from-revision", "002_server_identity_and_coverage"])
+    assert after.exit_code == 0 and "CREATE TABLE" not in after.stdout
+    assert "version_num='003_interrupted_runs'" in after.stdout
+    alone = run(["migrate", "--from-revision", "002_server_identity_and_coverage"], env=env)
+    assert alone.exit_code == 2 and "--from-revision goes with --print-sql" in alone.stderr
 
 
 def test_backfill_without_migrate_says_what_to_do(

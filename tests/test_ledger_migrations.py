@@ -7,14 +7,17 @@ way its runner applied them (a `schema_migrations` table naming each file).
 from __future__ import annotations
 
 import datetime as dt
+import subprocess
 from pathlib import Path
 
 import pytest
 from psycopg import sql
 
 from reconcile import commands
+from reconcile.errors import ConfigError
 from reconcile.ledger import Ledger
 from reconcile.postgres import Database, connect
+from reconcile.testing.litellm_schema import psql_command
 
 FIXTURES = Path(__file__).parent / "fixtures" / "ledger_before_alembic"
 OLD_FILES = sorted(path.name for path in FIXTURES.glob("*.sql"))
@@ -111,3 +114,50 @@ def test_the_revisions_make_the_tables_the_old_files_made(
     old, new = shape(litellm_db, "old_ledger"), shape(litellm_db, "new_ledger")
     assert old == new
     assert len(new["indexes"]) == 7
+
+
+def stamp(database: Database, schema: str, revision: str) -> None:
+    """Alembic's version table at `revision`, as `migrate` of that release left it."""
+    quoted = sql.Identifier(schema).as_string()
+    with connect(database) as connection:
+        connection.execute(
+            f"CREATE TABLE {quoted}.alembic_version (version_num varchar(32) PRIMARY KEY)"  # type: ignore[call-overload]
+        )
+        connection.execute(f"INSERT INTO {quoted}.alembic_version VALUES (%s)", (revision,))  # type: ignore[call-overload]
+        connection.commit()
+
+
+def test_a_dba_applies_only_what_an_existing_ledger_lacks(litellm_db: Database) -> None:
+    old_runner(litellm_db, "audit", OLD_FILES[:2])
+    stamp(litellm_db, "audit", "002_server_identity_and_coverage")
+    state = commands.StateSettings(litellm_db, "audit")
+    assert commands.ledger_revision(state) == "002_server_identity_and_coverage"
+    assert commands.pending_migrations(state) == ["003_interrupted_runs"]
+    script = commands.migration_sql("audit", after="002_server_identity_and_coverage")
+    assert "CREATE TABLE" not in script  # the tables are there: only revision 003
+    assert "UPDATE audit.alembic_version SET version_num='003_interrupted_runs'" in script
+    command, environment = psql_command(litellm_db)
+    subprocess.run(command, input=script, env=environment, text=True, check=True)
+    assert commands.pending_migrations(state) == []
+    commands.migrate(commands.StateSettings(litellm_db, "fresh"))
+    assert shape(litellm_db, "audit") == shape(litellm_db, "fresh")
+
+
+def test_a_revision_this_release_does_not_know_is_named() -> None:
+    with pytest.raises(
+        ConfigError, match=r"--from-revision '002' is not a revision.*use one of 001_"
+    ):
+        commands.migration_sql("audit", after="002")
+
+
+def test_a_ledger_a_newer_release_migrated_is_refused(litellm_db: Database) -> None:
+    commands.migrate(commands.StateSettings(litellm_db, "audit"))
+    with connect(litellm_db) as connection:
+        connection.execute("UPDATE audit.alembic_version SET version_num = '099_from_the_future'")
+        connection.commit()
+    state = commands.StateSettings(litellm_db, "audit")
+    for attempt in (commands.migrate, commands.pending_migrations):
+        with pytest.raises(
+            ConfigError, match=r"revision '099_from_the_future', which this release"
+        ):
+            attempt(state)

@@ -108,6 +108,12 @@ def _common_options(function: F) -> F:
     "(Alembic's offline mode: one transaction, for a DBA to review or apply with psql).",
 )
 @click.option(
+    "--from-revision",
+    metavar="REVISION",
+    help="With --print-sql: only the migrations after REVISION, the ledger's current one "
+    "(`migrate --check` names it), for a ledger that exists already.",
+)
+@click.option(
     "--check",
     is_flag=True,
     help="Change nothing: exit 3 when the ledger is behind (migrations to apply), 0 when up "
@@ -127,6 +133,7 @@ def _common_options(function: F) -> F:
 def migrate(
     ctx: click.Context,
     print_sql: bool,
+    from_revision: str | None,
     check: bool,
     database_url: str | None,
     state_database_url: str | None,
@@ -145,23 +152,30 @@ def migrate(
       reconcile migrate                # as a role that may create the schema
       reconcile migrate --print-sql    # what it runs, for a DBA to review or apply
       reconcile migrate --check        # before a deploy: exit 3 if behind
+      reconcile migrate --print-sql --from-revision 002_server_identity_and_coverage
     """
+    if from_revision is not None and not print_sql:
+        raise click.UsageError("--from-revision goes with --print-sql")
     if print_sql:
-        click.echo(commands.migration_sql(state_schema), nl=False)
+        click.echo(commands.migration_sql(state_schema, from_revision), nl=False)
         return
     setting = "RECONCILE_STATE_DATABASE_URL" if state_database_url else "DATABASE_URL"
     database = postgres(ctx, state_database_url or database_url, setting=setting)
     state = commands.StateSettings(database, state_schema)
     if check:
         behind = commands.pending_migrations(state)
+        current = commands.ledger_revision(state)
+        at = f"at revision {current}" if current else "without a ledger (or one not stamped yet)"
         if behind:
+            script = f"--print-sql --from-revision {current}" if current else "--print-sql"
             click.echo(
-                f"{database}: schema {state_schema} is behind: {', '.join(behind)} to apply; "
-                "run `reconcile migrate` (exit 3)",
+                f"{database}: schema {state_schema} is behind, {at}: {', '.join(behind)} to "
+                f"apply; run `reconcile migrate` (or have a DBA apply `reconcile migrate "
+                f"{script}`) (exit 3)",
                 err=True,
             )
             ctx.exit(EXIT_UNSENT)
-        click.echo(f"{database}: schema {state_schema} is up to date", err=True)
+        click.echo(f"{database}: schema {state_schema} is up to date, {at}", err=True)
         return
     applied = commands.migrate(state)
     done = f"updated ({', '.join(applied)})" if applied else "already up to date"
