@@ -57,62 +57,48 @@ def reconcile_window(
     and raises Interrupted saying what was sent and what remains.
     """
     stop = stop or Stop()
-    with stop.deferred():
-        return _recorded_run(
-            database, client, ledger, settings, source, source_id, now, confirm, stop
+    with stop.deferred():  # the ledger's record of the run is never cut short
+        run_id = ledger.start_run(
+            mode=settings.mode,
+            source=source,
+            source_id=source_id,
+            code=settings.code,
+            charge_by=settings.charge_by.value,
+            since=settings.window.since,
+            until=settings.window.until,
+            settings=_recorded(settings, client),
         )
-
-
-def _recorded_run(
-    database: Database,
-    client: LagoClient,
-    ledger: Ledger,
-    settings: JobSettings,
-    source: str,
-    source_id: str,
-    now: dt.datetime,
-    confirm: Callable[[Plan], bool],
-    stop: Stop,
-) -> RunSummary:
-    run_id = ledger.start_run(
-        mode=settings.mode,
-        source=source,
-        source_id=source_id,
-        code=settings.code,
-        charge_by=settings.charge_by.value,
-        since=settings.window.since,
-        until=settings.window.until,
-        settings=_recorded(settings, client),
-    )
-    summary = RunSummary(run_id=run_id, settings=settings, tally=Tally())
-    requests_before = client.requests
-    try:
-        _reconcile(database, client, ledger, settings, summary, confirm, now, stop)
-    except Interrupted as interruption:
-        summary.lago_requests = client.requests - requests_before
-        summary.unsent = summary.missing - summary.sent - summary.already_in_lago
-        message = sending.interrupted(str(interruption), summary)
+        summary = RunSummary(run_id=run_id, settings=settings, tally=Tally())
+        requests_before = client.requests
         try:
-            ledger.finish_run(run_id, "interrupted", summary.counts(), error=message)
-        except Exception as ledger_error:
-            log.warning(
-                "the ledger could not record run %s as interrupted: %s", run_id, ledger_error
-            )
-        raise Interrupted(message) from None
-    except BaseException as error:
+            _reconcile(database, client, ledger, settings, summary, confirm, now, stop)
+        except Interrupted as interruption:
+            summary.lago_requests = client.requests - requests_before
+            summary.unsent = summary.missing - summary.sent - summary.already_in_lago
+            message = sending.interrupted(str(interruption), summary)
+            try:
+                ledger.finish_run(run_id, "interrupted", summary.counts(), error=message)
+            except Exception as ledger_error:
+                log.warning(
+                    "the ledger could not record run %s as interrupted: %s", run_id, ledger_error
+                )
+            raise Interrupted(message) from None
+        except BaseException as error:
+            summary.lago_requests = client.requests - requests_before
+            summary.unsent = summary.missing - summary.sent - summary.already_in_lago
+            try:
+                ledger.finish_run(
+                    run_id, "failed", summary.counts(), error=f"{type(error).__name__}: {error}"
+                )
+            except Exception as ledger_error:
+                log.warning(
+                    "the ledger could not record run %s as failed: %s", run_id, ledger_error
+                )
+            raise
         summary.lago_requests = client.requests - requests_before
-        summary.unsent = summary.missing - summary.sent - summary.already_in_lago
-        try:
-            ledger.finish_run(
-                run_id, "failed", summary.counts(), error=f"{type(error).__name__}: {error}"
-            )
-        except Exception as ledger_error:
-            log.warning("the ledger could not record run %s as failed: %s", run_id, ledger_error)
-        raise
-    summary.lago_requests = client.requests - requests_before
-    status = "succeeded" if summary.complete else "incomplete"
-    ledger.finish_run(run_id, status, summary.counts(), covered_until=summary.covered_until)
-    return summary
+        status = "succeeded" if summary.complete else "incomplete"
+        ledger.finish_run(run_id, status, summary.counts(), covered_until=summary.covered_until)
+        return summary
 
 
 def _reconcile(

@@ -159,26 +159,19 @@ class Ledger:
             )
         return bool(self._run(statements.try_lock(key)).scalar())
 
-    def last_coverage(
-        self, *, source_id: str, source: str, code: str, charge_by: str
-    ) -> dt.datetime | None:
-        """Where the nightly job's own full coverage of this source ends, if it has run."""
-        found: dt.datetime | None = self._run(
-            statements.last_coverage(
-                source_id=source_id, source=source, code=code, charge_by=charge_by
-            )
-        ).scalar()
-        return found
+    def last_coverage(self, **source: str) -> dt.datetime | None:
+        """Where the nightly job's own full coverage of this source ends, if it has run.
 
-    def first_attempt(
-        self, *, source_id: str, source: str, code: str, charge_by: str
-    ) -> dt.datetime | None:
+        `source` is source_id, source, code and charge_by, as `start_run` recorded them.
+        """
+        return self._moment(statements.last_coverage(**source))
+
+    def first_attempt(self, **source: str) -> dt.datetime | None:
         """Where the nightly job's earliest run on this source began, whatever its outcome."""
-        found: dt.datetime | None = self._run(
-            statements.first_attempt(
-                source_id=source_id, source=source, code=code, charge_by=charge_by
-            )
-        ).scalar()
+        return self._moment(statements.first_attempt(**source))
+
+    def _moment(self, statement: sa.Select[Any]) -> dt.datetime | None:
+        found: dt.datetime | None = self._run(statement).scalar()
         return found
 
     def start_run(

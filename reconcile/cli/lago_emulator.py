@@ -4,14 +4,20 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 
 import click
 
 from reconcile.cli.help import EMULATOR_EXIT_CODES_HELP
-from reconcile.cli.options import DEBUG_OPTION
+from reconcile.cli.options import DEBUG_OPTION, F
 from reconcile.errors import Interrupted
 
 log = logging.getLogger(__name__)
+
+
+def _first_n(name: str, help: str) -> Callable[[F], F]:
+    """A fault on the first N requests (0: none)."""
+    return click.option(name, type=click.IntRange(min=0), default=0, metavar="N", help=help)
 
 
 @click.command("lago-emulator", epilog=EMULATOR_EXIT_CODES_HELP)
@@ -55,27 +61,9 @@ log = logging.getLogger(__name__)
     metavar="N",
     help="Serve at most N events per page, whatever per_page asks.",
 )
-@click.option(
-    "--rate-limit",
-    type=click.IntRange(min=0),
-    default=0,
-    metavar="N",
-    help="Answer the first N requests 429 with X-RateLimit-* headers.",
-)
-@click.option(
-    "--server-errors",
-    type=click.IntRange(min=0),
-    default=0,
-    metavar="N",
-    help="Answer the first N requests 503.",
-)
-@click.option(
-    "--drop-connections",
-    type=click.IntRange(min=0),
-    default=0,
-    metavar="N",
-    help="Close the first N connections without answering.",
-)
+@_first_n("--rate-limit", "Answer the first N requests 429 with X-RateLimit-* headers.")
+@_first_n("--server-errors", "Answer the first N requests 503.")
+@_first_n("--drop-connections", "Close the first N connections without answering.")
 @DEBUG_OPTION
 def lago_emulator(
     host: str,

@@ -25,6 +25,23 @@ from reconcile.window import Window, parse_instant
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+def _keep(ctx: click.Context, param: click.Parameter, value: str) -> None:
+    ctx.meta[param.name or ""] = value
+
+
+def env_option(name: str, envvar: str, *, metavar: str, help: str, **more: Any) -> Callable[[F], F]:
+    """An option also read from `envvar`, which --help names."""
+    return click.option(name, envvar=envvar, show_envvar=True, metavar=metavar, help=help, **more)
+
+
+def kept_duration_option(name: str, envvar: str, *, default: str, help: str) -> Callable[[F], F]:
+    """A DURATION option (and `envvar`) kept in `ctx.meta` under its name, parsed where used."""
+    return env_option(
+        name, envvar, metavar="DURATION", help=help, default=default, show_default=True,
+        expose_value=False, callback=_keep,
+    )  # fmt: skip
+
+
 def source_name(ctx: click.Context, name: str, envvar: str) -> str:
     """How the user gave a setting: as an option or as an environment variable."""
     option = "--" + name.replace("_", "-")
@@ -65,27 +82,24 @@ DEBUG_OPTION = click.option(
 def source_options(function: F) -> F:
     """--database-url, --charge-by, --event-code, --debug: what every spend-log command needs."""
     options = [
-        click.option(
+        env_option(
             "--database-url",
-            envvar="DATABASE_URL",
-            show_envvar=True,
+            "DATABASE_URL",
             metavar="URL",
             help="The LiteLLM proxy's Postgres, e.g. postgresql://user:pass@host:5432/litellm. "
             "Required.",
         ),
-        click.option(
+        env_option(
             "--charge-by",
-            envvar="LAGO_API_CHARGE_BY",
-            show_envvar=True,
+            "LAGO_API_CHARGE_BY",
             default=DEFAULT_CHARGE_BY.value,
             show_default=True,
             metavar="|".join(mode.value for mode in ChargeBy),
             help="Which id a Lago subscription is keyed on, as in LiteLLM.",
         ),
-        click.option(
+        env_option(
             "--event-code",
-            envvar="LAGO_API_EVENT_CODE",
-            show_envvar=True,
+            "LAGO_API_EVENT_CODE",
             metavar="CODE",
             help="The Lago billable metric code the events carry. Required.",
         ),
@@ -97,33 +111,19 @@ def source_options(function: F) -> F:
     return function
 
 
-def _keep(ctx: click.Context, param: click.Parameter, value: str) -> None:
-    ctx.meta[param.name or ""] = value
-
-
 def DB_TIMEOUT_OPTIONS(function: F) -> F:  # noqa: N802 (a decorator, like the option constants)
     """--db-connect-timeout and --db-statement-timeout, for every Postgres connection."""
-    connect = click.option(
+    connect = kept_duration_option(
         "--db-connect-timeout",
-        envvar="RECONCILE_DB_CONNECT_TIMEOUT",
-        show_envvar=True,
+        "RECONCILE_DB_CONNECT_TIMEOUT",
         default="10s",
-        show_default=True,
-        metavar="DURATION",
-        expose_value=False,
-        callback=_keep,
         help="Give up connecting to Postgres after this long (0: never). A URL's own "
         "?connect_timeout= wins.",
     )
-    statement = click.option(
+    statement = kept_duration_option(
         "--db-statement-timeout",
-        envvar="RECONCILE_DB_STATEMENT_TIMEOUT",
-        show_envvar=True,
+        "RECONCILE_DB_STATEMENT_TIMEOUT",
         default="15m",
-        show_default=True,
-        metavar="DURATION",
-        expose_value=False,
-        callback=_keep,
         help="Postgres cancels a statement running longer (0: never); a read that hears "
         "nothing for this plus the connect timeout takes the connection for dead. A URL's "
         "?options=-c statement_timeout=... wins.",

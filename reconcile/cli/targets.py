@@ -8,7 +8,14 @@ from collections.abc import Callable
 import click
 
 from reconcile import render
-from reconcile.cli.options import F, parse_duration, postgres, source_name
+from reconcile.cli.options import (
+    F,
+    env_option,
+    kept_duration_option,
+    parse_duration,
+    postgres,
+    source_name,
+)
 from reconcile.commands import LagoSettings, StateSettings
 from reconcile.errors import ConfigError, Interrupted
 from reconcile.lago.answers import normalize_base_url
@@ -19,29 +26,22 @@ from reconcile.results import Plan
 
 def lago_options(function: F) -> F:
     """--lago-api-base and --lago-api-key (as LiteLLM's), and --lago-retry-budget."""
-    base = click.option(
+    base = env_option(
         "--lago-api-base",
-        envvar="LAGO_API_BASE",
-        show_envvar=True,
+        "LAGO_API_BASE",
         metavar="URL",
         help="Lago's API root, e.g. http://localhost:3000 or https://api.getlago.com. Required.",
     )
-    key = click.option(
+    key = env_option(
         "--lago-api-key",
-        envvar="LAGO_API_KEY",
-        show_envvar=True,
+        "LAGO_API_KEY",
         metavar="KEY",
         help="Lago's API key (prefer the environment variable: options show in `ps`). Required.",
     )
-    budget = click.option(
+    budget = kept_duration_option(
         "--lago-retry-budget",
-        envvar="RECONCILE_LAGO_RETRY_BUDGET",
-        show_envvar=True,
+        "RECONCILE_LAGO_RETRY_BUDGET",
         default="5m",
-        show_default=True,
-        metavar="DURATION",
-        expose_value=False,
-        callback=lambda ctx, _, value: ctx.meta.__setitem__("lago_retry_budget", value),
         help="How long to keep trying while Lago fails (5xx, 429, refused, timed out) before "
         "exiting 1.",
     )
@@ -50,17 +50,15 @@ def lago_options(function: F) -> F:
 
 def state_options(function: F) -> F:
     """--state-database-url and --state-schema: where reconcile keeps its ledger."""
-    url = click.option(
+    url = env_option(
         "--state-database-url",
-        envvar="RECONCILE_STATE_DATABASE_URL",
-        show_envvar=True,
+        "RECONCILE_STATE_DATABASE_URL",
         metavar="URL",
         help="Postgres for reconcile's own ledger.  [default: DATABASE_URL]",
     )
-    schema = click.option(
+    schema = env_option(
         "--state-schema",
-        envvar="RECONCILE_STATE_SCHEMA",
-        show_envvar=True,
+        "RECONCILE_STATE_SCHEMA",
         default=DEFAULT_SCHEMA,
         show_default=True,
         metavar="NAME",
