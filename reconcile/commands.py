@@ -23,7 +23,13 @@ from reconcile.lago.billing import NEVER_RECOMPUTED, finalized_periods, subscrip
 from reconcile.lago.client import LagoClient
 from reconcile.lago.retry import DEFAULT_BUDGET, RetryPolicy
 from reconcile.ledger import DEFAULT_SCHEMA, Ledger, lock_key
-from reconcile.ledger_migrate import current_revision, migration_script, pending
+from reconcile.ledger_migrate import (
+    Migrated,
+    current_revision,
+    legacy_revision,
+    migration_script,
+    pending,
+)
 from reconcile.ledger_migrate import migrate as ledger_migrate
 from reconcile.margins import DEFAULT_SETTLE
 from reconcile.money import wide
@@ -113,8 +119,8 @@ class StateSettings:
     schema: str = DEFAULT_SCHEMA
 
 
-def migrate(state: StateSettings) -> list[str]:
-    """Create or update reconcile's state schema; the revisions applied now."""
+def migrate(state: StateSettings) -> Migrated:
+    """Create or update reconcile's state schema; what was stamped and applied now."""
     return ledger_migrate(state.database, state.schema)
 
 
@@ -131,6 +137,11 @@ def pending_migrations(state: StateSettings) -> list[str]:
 def ledger_revision(state: StateSettings) -> str | None:
     """The ledger's current revision; None before any `migrate` (or the old runner's ledger)."""
     return current_revision(state.database, state.schema)
+
+
+def legacy_ledger_revision(state: StateSettings) -> str | None:
+    """For a ledger made before Alembic (not stamped yet), the revision it matches; else None."""
+    return legacy_revision(state.database, state.schema)
 
 
 def backfill(

@@ -16,6 +16,7 @@ from reconcile import ledger_queries as statements
 from reconcile import queries
 from reconcile.engine import driver_errors, engine
 from reconcile.errors import ConfigError, SourceError, SourceUnavailable
+from reconcile.ledger_revisions import revisions
 from reconcile.postgres import Database
 from reconcile.window import from_ms
 
@@ -38,25 +39,42 @@ def explained(database: Database, schema: str, doing: str) -> Iterator[None]:
             f"{database.setting} ({database}): the connection to reconcile's ledger broke "
             f"({' '.join(str(error).split())}): check that Postgres is up; running again is safe"
         ) from None
+    except psycopg.errors.DuplicateTable as error:
+        shown = queries.schema_shown(schema)
+        raise ConfigError(
+            f"{database.setting} ({database}): schema {shown} already holds a table "
+            f"reconcile's ledger would create ({_first_line(error)}), not made by reconcile: "
+            "give the ledger a schema of its own (--state-schema)"
+        ) from None
     except psycopg.errors.InsufficientPrivilege as error:
-        reason = " ".join(str(error).split())
+        quoted = queries.schema_shown(schema)
         if doing == "read":
-            fix = f"grant this role USAGE on schema {schema} and SELECT on its tables"
+            fix = f"grant this role USAGE ON SCHEMA {quoted} and SELECT on its tables"
         elif doing == "migrate":
             fix = (
                 "have a DBA apply `reconcile migrate --print-sql`, or create the schema for this "
-                f"role (CREATE SCHEMA {schema} AUTHORIZATION <role>), or keep the ledger in "
+                f"role (CREATE SCHEMA {quoted} AUTHORIZATION <role>), or keep the ledger in "
                 "another database (RECONCILE_STATE_DATABASE_URL)"
             )
         else:
             fix = (
-                f"run the job as the role that ran `reconcile migrate`, or grant this one USAGE on "
-                f"schema {schema} and SELECT, INSERT, UPDATE on its tables and sequences"
+                f"run the job as the role that ran `reconcile migrate`, or grant this one USAGE "
+                f"ON SCHEMA {quoted} and SELECT, INSERT, UPDATE, DELETE on its tables and "
+                "USAGE on its sequences"
             )
         raise ConfigError(
             f"{database.setting} ({database}) refused to {doing} reconcile's ledger "
-            f"({reason}): {fix}"
+            f"({_first_line(error)}): {fix}"
         ) from None
+
+
+def _first_line(error: Exception) -> str:
+    """A driver error's message without the SQL it quotes (LINE 2: ... ^)."""
+    return " ".join(str(error).split("\n", 1)[0].split())
+
+
+class LedgerRevisionMismatch(ConfigError):
+    """The ledger is at another revision than this release's: behind, or a newer release's."""
 
 
 class NoLedger(ConfigError):
@@ -80,7 +98,32 @@ def opened(database: Database, schema: str, doing: str) -> Iterator[sa.Connectio
                 f"{database.setting} ({database}) has no reconcile state schema {schema!r}: "
                 "run `reconcile migrate` once (with a role that may create it)"
             )
+        with explained(database, schema, doing), driver_errors():
+            _require_revision(connection, database, schema)
         yield connection.execution_options(schema_translate_map={None: schema})
+
+
+def _require_revision(connection: sa.Connection, database: Database, schema: str) -> None:
+    """LedgerRevisionMismatch unless the ledger is at the revision this release needs."""
+    needed = revisions()[-1]
+    current = None
+    if sa.inspect(connection).has_table("alembic_version", schema=schema):
+        version = sa.table("alembic_version", sa.column("version_num"), schema=schema)
+        current = connection.execute(sa.select(version.c.version_num)).scalar()
+    connection.rollback()  # the inspection's transaction: nothing is held between statements
+    if current == needed:
+        return
+    where = f"{database.setting} ({database}): the ledger in schema {queries.schema_shown(schema)}"
+    if current is not None and current not in revisions():
+        raise LedgerRevisionMismatch(
+            f"{where} is at revision {current!r}, which this release of reconcile does not know "
+            "(a newer one migrated it): run that release, or upgrade reconcile"
+        )
+    at = f"at revision {current}" if current else "made by a release before Alembic"
+    raise LedgerRevisionMismatch(
+        f"{where} is behind ({at}; this release needs {needed}): run `reconcile migrate` (or "
+        "have a DBA apply what `reconcile migrate --check` suggests)"
+    )
 
 
 def read_backfilled(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 from importlib.resources import as_file, files
 from typing import Any
@@ -10,17 +11,26 @@ import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 
 from reconcile import queries
 from reconcile.engine import driver_errors, engine
 from reconcile.errors import ConfigError
 from reconcile.ledger import DEFAULT_SCHEMA, explained, lock_key
+from reconcile.ledger_migrations import legacy
+from reconcile.ledger_revisions import revisions
 from reconcile.postgres import Database
 
 
-def migrate(database: Database, schema: str = DEFAULT_SCHEMA) -> list[str]:
-    """`alembic upgrade head` in one transaction; the revisions applied now.
+@dataclasses.dataclass(frozen=True)
+class Migrated:
+    """What `migrate` did: the revision it stamped an old runner's ledger with, what it applied."""
+
+    stamped: str | None
+    applied: list[str]
+
+
+def migrate(database: Database, schema: str = DEFAULT_SCHEMA) -> Migrated:
+    """`alembic upgrade head` in one transaction; what it stamped and applied now.
 
     Concurrent calls take turns (a transaction advisory lock keyed on the schema): the second
     finds the ledger at head and applies nothing. A ledger the old runner made (its
@@ -28,6 +38,7 @@ def migrate(database: Database, schema: str = DEFAULT_SCHEMA) -> list[str]:
     """
     quoted = queries.schema_identifier(schema)
     applied: list[str] = []
+    stamped: list[str] = []
     with (
         explained(database, schema, "migrate"),
         driver_errors(),
@@ -45,9 +56,9 @@ def migrate(database: Database, schema: str = DEFAULT_SCHEMA) -> list[str]:
         versions = MigrationContext.configure(connection, opts={"version_table_schema": schema})
         _known(versions.get_current_revision(), database, schema)
         _run(schema, lambda config: command.upgrade(config, "head"), connection=connection,
-             applied=applied)  # fmt: skip
+             applied=applied, stamped=stamped)  # fmt: skip
         connection.commit()
-    return applied
+    return Migrated(stamped[0] if stamped else None, applied)
 
 
 def migration_script(schema: str = DEFAULT_SCHEMA, after: str | None = None) -> str:
@@ -68,13 +79,6 @@ def migration_script(schema: str = DEFAULT_SCHEMA, after: str | None = None) -> 
     return buffer.getvalue()
 
 
-def revisions() -> list[str]:
-    """Every revision of the ledger, oldest first."""
-    with as_file(files("reconcile.ledger_migrations")) as location:
-        script = ScriptDirectory(str(location))
-        return [revision.revision for revision in reversed(list(script.walk_revisions()))]
-
-
 def current_revision(database: Database, schema: str = DEFAULT_SCHEMA) -> str | None:
     """The ledger's revision (Alembic's version table); None before any `migrate`.
 
@@ -92,6 +96,23 @@ def current_revision(database: Database, schema: str = DEFAULT_SCHEMA) -> str | 
     return current
 
 
+def legacy_revision(database: Database, schema: str = DEFAULT_SCHEMA) -> str | None:
+    """For a ledger a release before Alembic made (not stamped yet): the revision it matches.
+
+    None for any other ledger, or none. Reads only.
+    """
+    queries.schema_identifier(schema)
+    with (
+        explained(database, schema, "read"),
+        driver_errors(),
+        engine(database).connect() as connection,
+    ):
+        migration = MigrationContext.configure(connection, opts={"version_table_schema": schema})
+        if migration.get_current_revision() is not None:
+            return None
+        return legacy.matched(connection, schema, list(revisions()))
+
+
 def pending(database: Database, schema: str = DEFAULT_SCHEMA) -> list[str]:
     """The revisions `migrate` would apply (oldest first); empty when the ledger is at head.
 
@@ -100,7 +121,7 @@ def pending(database: Database, schema: str = DEFAULT_SCHEMA) -> list[str]:
     """
     current = current_revision(database, schema)
     every = revisions()
-    return every[every.index(current) + 1 :] if current is not None else every
+    return list(every[every.index(current) + 1 :] if current is not None else every)
 
 
 def _known(current: str | None, database: Database, schema: str) -> None:

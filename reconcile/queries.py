@@ -49,7 +49,22 @@ def schema_identifier(schema: str) -> str:
             f"--state-schema {schema!r} contains control characters: give a plain name, "
             "e.g. litellm_reconcile"
         )
+    if schema.startswith("pg_"):
+        raise ConfigError(
+            f"--state-schema {schema!r}: names starting with pg_ are reserved by Postgres: "
+            "give another, e.g. litellm_reconcile"
+        )
     return sql.Identifier(schema).as_string()
+
+
+def schema_shown(schema: str) -> str:
+    """A schema name for messages, as SQL one may paste: bare when plain, else quoted."""
+    if re.fullmatch(r"[a-z_][a-z0-9_]*", schema):
+        return schema
+    try:
+        return schema_identifier(schema)
+    except ConfigError:
+        return repr(schema)
 
 
 def named(name: str, *, schema: str | None = None) -> dict[str, str]:

@@ -18,6 +18,7 @@ GRANT SELECT ON "LiteLLM_SpendLogs" TO reconcile_reader;
 -- above does not cover it. Either keep it in another database (RECONCILE_STATE_DATABASE_URL),
 -- or give the role a schema of its own in this one, then run `reconcile migrate` as the role:
 --   CREATE SCHEMA litellm_reconcile AUTHORIZATION reconcile_reader;
--- (or have a DBA apply `reconcile migrate --print-sql`, then grant the role USAGE on the schema
--- and SELECT, INSERT, UPDATE on its tables and sequences). A role that only makes reports
+-- (or have a DBA apply `reconcile migrate --print-sql`, then grant the role USAGE on the schema,
+-- SELECT, INSERT, UPDATE, DELETE on its tables (a stopped run deletes what it never sent) and
+-- USAGE on its sequences). A role that only makes reports
 -- needs USAGE and SELECT there, to show what reconcile backfilled.

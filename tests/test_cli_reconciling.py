@@ -3,6 +3,8 @@
 import csv
 import io
 import json
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -41,7 +43,7 @@ def test_migrate_is_idempotent_and_can_show_its_sql(litellm_db: Database) -> Non
     env = {"DATABASE_URL": litellm_db.url()}
     behind = run(["migrate", "--check"], env=env)
     assert behind.exit_code == 3
-    assert "without a ledger (or one not stamped yet): 001_runs_and_sent_events, " in behind.stderr
+    assert "without a ledger: 001_runs_and_sent_events, " in behind.stderr
     first, second = run(["migrate"], env=env), run(["migrate"], env=env)
     assert (first.exit_code, second.exit_code) == (0, 0)
     assert (
@@ -62,10 +64,66 @@ def test_migrate_is_idempotent_and_can_show_its_sql(litellm_db: Database) -> Non
     assert "CREATE TABLE billing_audit.sent_events" in shown.stdout
     assert "billing_audit.alembic_version" in shown.stdout
     after = run(["migrate", "--print-sql", "--from-revision", "002_server_identity_and_coverage"])
-    assert after.exit_code == 0 and "CREATE TABLE" not in after.stdout
+    assert after.exit_code == 0 and "CREATE TABLE litellm_reconcile.runs" not in after.stdout
     assert "version_num='003_interrupted_runs'" in after.stdout
     alone = run(["migrate", "--from-revision", "002_server_identity_and_coverage"], env=env)
     assert alone.exit_code == 2 and "--from-revision goes with --print-sql" in alone.stderr
+    both = run(["migrate", "--check", "--print-sql"], env=env)
+    assert both.exit_code == 2 and "--check and --print-sql do not go together" in both.stderr
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--state-schema", "pg_ledger"], "names starting with pg_ are reserved by Postgres"),
+        (["--state-schema", "public"], "schema public already holds a table reconcile's ledger"),
+    ],
+)
+def test_a_schema_reconcile_cannot_use_is_a_configuration_error(
+    litellm_db: Database, arguments: list[str], message: str
+) -> None:
+    with connect(litellm_db) as connection:
+        connection.execute("CREATE TABLE public.runs (id int)")  # someone else's
+        connection.commit()
+    for command in (["migrate", *arguments], ["migrate", "--check", *arguments]):
+        result = run(command, env={"DATABASE_URL": litellm_db.url()})
+        if command[1] == "--check" and "public" in arguments:
+            assert result.exit_code == 3  # behind: migrate is what says why it cannot
+            continue
+        assert result.exit_code == 2, result.stderr
+        assert message in result.stderr and "--state-schema" in result.stderr
+
+
+def test_the_sql_to_a_full_disk_is_a_one_line_error() -> None:
+    with Path("/dev/full").open("wb") as full:
+        result = subprocess.run([sys.executable, "-m", "reconcile", "migrate", "--print-sql"],
+                                stdout=full, stderr=subprocess.PIPE, text=True, check=False)  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "reconcile: error: stdout: cannot write: No space left on device; free some space or "
+        "redirect elsewhere"
+    )
+
+
+def test_a_ledger_behind_this_release_stops_the_job_before_it_reads(
+    litellm_db: Database, rows: list[SpendLog], lago: LagoEmulator
+) -> None:
+    """After an upgrade, before `reconcile migrate`: exit 2 naming the fix, nothing sent."""
+    env = environment(litellm_db, lago)
+    assert run(["migrate"], env=env).exit_code == 0
+    with connect(litellm_db) as connection:
+        connection.execute(
+            "UPDATE litellm_reconcile.alembic_version "
+            "SET version_num = '002_server_identity_and_coverage'"
+        )
+        connection.commit()
+    for command in (["backfill", *WINDOW], ["run"]):
+        result = run(command, env=env)
+        assert result.exit_code == 2, result.stderr
+        assert "is behind (at revision 002_server_identity_and_coverage; this release needs " in (
+            result.stderr
+        )
+    assert lago.stored_events() == []
 
 
 def test_backfill_without_migrate_says_what_to_do(

@@ -15,7 +15,7 @@ from psycopg import sql
 
 from reconcile import commands
 from reconcile.errors import ConfigError
-from reconcile.ledger import Ledger
+from reconcile.ledger import Ledger, LedgerRevisionMismatch, read_backfilled
 from reconcile.postgres import Database, connect
 from reconcile.testing.litellm_schema import psql_command
 
@@ -58,15 +58,33 @@ def record_a_run(database: Database, schema: str, status: str) -> None:
         ledger.finish_run(run_id, status, {"sent": 0})
 
 
+def record_an_old_run(database: Database, schema: str) -> None:
+    """A run as the release before Alembic recorded it."""
+    quoted = sql.Identifier(schema).as_string()
+    with connect(database) as connection:
+        connection.execute(
+            f"INSERT INTO {quoted}.runs (mode, source, event_code, charge_by, window_since, "  # type: ignore[call-overload]
+            "window_until, settings, status) VALUES ('run', 'postgresql://x@h/litellm', "
+            "'tokens', 'end_user_id', '2026-01-01Z', '2026-01-02Z', '{}', 'succeeded')"
+        )
+        connection.commit()
+
+
 def test_a_ledger_of_the_previous_release_is_stamped_and_keeps_its_runs(
     litellm_db: Database,
 ) -> None:
     old_runner(litellm_db, "litellm_reconcile", OLD_FILES)
-    record_a_run(litellm_db, "litellm_reconcile", "succeeded")
+    record_an_old_run(litellm_db, "litellm_reconcile")
     state = commands.StateSettings(litellm_db)
     assert commands.pending_migrations(state) == ["001_runs_and_sent_events",
         "002_server_identity_and_coverage", "003_interrupted_runs"]  # fmt: skip
-    assert commands.migrate(state) == []  # nothing to create: stamped at what exists
+    assert commands.legacy_ledger_revision(state) == "003_interrupted_runs"
+    with pytest.raises(
+        LedgerRevisionMismatch, match=r"is behind \(made by a release before Alembic"
+    ):
+        record_a_run(litellm_db, "litellm_reconcile", "interrupted")  # a run before migrate
+    migrated = commands.migrate(state)
+    assert (migrated.stamped, migrated.applied) == ("003_interrupted_runs", [])
     assert version(litellm_db, "litellm_reconcile") == [("003_interrupted_runs",)]
     assert commands.pending_migrations(state) == []
     record_a_run(litellm_db, "litellm_reconcile", "interrupted")
@@ -78,7 +96,7 @@ def test_a_ledger_of_the_previous_release_is_stamped_and_keeps_its_runs(
 def test_a_ledger_two_migrations_behind_gets_the_third(litellm_db: Database) -> None:
     old_runner(litellm_db, "billing_audit", OLD_FILES[:2])
     state = commands.StateSettings(litellm_db, "billing_audit")
-    assert commands.migrate(state) == ["003_interrupted_runs"]
+    assert commands.migrate(state).applied == ["003_interrupted_runs"]
     record_a_run(litellm_db, "billing_audit", "interrupted")
 
 
@@ -134,7 +152,7 @@ def test_a_dba_applies_only_what_an_existing_ledger_lacks(litellm_db: Database) 
     assert commands.ledger_revision(state) == "002_server_identity_and_coverage"
     assert commands.pending_migrations(state) == ["003_interrupted_runs"]
     script = commands.migration_sql("audit", after="002_server_identity_and_coverage")
-    assert "CREATE TABLE" not in script  # the tables are there: only revision 003
+    assert "CREATE TABLE audit.runs" not in script  # the tables are there: only revision 003
     assert "UPDATE audit.alembic_version SET version_num='003_interrupted_runs'" in script
     command, environment = psql_command(litellm_db)
     subprocess.run(command, input=script, env=environment, text=True, check=True)
@@ -161,3 +179,40 @@ def test_a_ledger_a_newer_release_migrated_is_refused(litellm_db: Database) -> N
             ConfigError, match=r"revision '099_from_the_future', which this release"
         ):
             attempt(state)
+    with pytest.raises(LedgerRevisionMismatch, match="099_from_the_future', which this release"):
+        Ledger(litellm_db, "audit").__enter__()  # run and backfill refuse it too
+    window = {
+        "since": dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
+        "until": dt.datetime(2026, 1, 2, tzinfo=dt.UTC),
+    }
+    with pytest.raises(LedgerRevisionMismatch):  # the report notes it, shows nothing backfilled
+        read_backfilled(litellm_db, "audit", code="tokens", charge_by="end_user_id", **window)
+
+
+def test_a_ledger_behind_is_refused_by_the_job_with_the_fix(litellm_db: Database) -> None:
+    old_runner(litellm_db, "audit", OLD_FILES[:1])
+    stamp(litellm_db, "audit", "001_runs_and_sent_events")
+    with pytest.raises(LedgerRevisionMismatch, match=r"behind \(at revision 001_runs_and_sent_"
+                       r"events; this release needs 003_interrupted_runs\): run `reconcile "
+                       "migrate`"):  # fmt: skip
+        Ledger(litellm_db, "audit").__enter__()
+
+
+def test_a_dba_upgrades_a_ledger_of_the_previous_release_with_the_script(
+    litellm_db: Database,
+) -> None:
+    """Not stamped yet: the script from the revision it matches stamps it, then upgrades."""
+    old_runner(litellm_db, "audit", OLD_FILES[:2])
+    record_an_old_run(litellm_db, "audit")
+    state = commands.StateSettings(litellm_db, "audit")
+    assert commands.legacy_ledger_revision(state) == "002_server_identity_and_coverage"
+    script = commands.migration_sql("audit", after="002_server_identity_and_coverage")
+    command, environment = psql_command(litellm_db)
+    for _ in range(2):  # applied twice: the second finds it done and changes nothing
+        applied = subprocess.run([*command, "-v", "ON_ERROR_STOP=1"], input=script, check=False,
+                                 env=environment, text=True, capture_output=True)  # fmt: skip
+        if applied.returncode:  # the second: revision 003's steps fail, rolled back whole
+            assert "already exists" in applied.stderr
+    assert commands.ledger_revision(state) == "003_interrupted_runs"
+    assert commands.pending_migrations(state) == []
+    record_a_run(litellm_db, "audit", "interrupted")

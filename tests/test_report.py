@@ -361,7 +361,7 @@ def test_a_ledger_the_role_may_not_read_is_a_note_naming_the_grant(
     assert result.totals.backfilled_events == 0
     [note] = [note for note in result.notes if "ledger" in note and "rollup" not in note]
     assert "could not be read" in note
-    assert "grant this role USAGE on schema litellm_reconcile and SELECT on its tables" in note
+    assert "grant this role USAGE ON SCHEMA litellm_reconcile and SELECT on its tables" in note
     assert result.rollup_state is RollupState.NOT_READABLE
     [rollup_note] = [note for note in result.notes if "rollup" in note]
     assert 'grant it SELECT on "LiteLLM_DailyEndUserSpend"' in rollup_note

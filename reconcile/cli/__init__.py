@@ -96,7 +96,7 @@ def main(args: list[str] | None = None) -> None:
         error.show()
         code = error.exit_code
     except click.Abort:  # Ctrl-C in a command that does not stop by itself
-        click.echo("\nreconcile: interrupted by SIGINT", err=True)
+        click.echo("reconcile: interrupted by SIGINT", err=True)  # click ended the ^C line
         code = EXIT_INTERRUPTED
     except Interrupted as error:  # not an error: said as what happened
         click.echo(f"reconcile: {error}", err=True)

@@ -63,4 +63,5 @@ Exit codes:
   1  error (the database failed); nothing half-done is left behind
   2  usage or configuration error; the message names the setting and the fix
   3  --check: the ledger is behind (or missing): run `reconcile migrate`
+  5  interrupted (SIGINT or SIGTERM): nothing applied (one transaction)
 """

@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 
 import click
 
-from reconcile import commands, render
+from reconcile import commands, queries, render
 from reconcile.cli.help import EXIT_CODES_RUN_HELP, MIGRATE_EXIT_CODES_HELP
 from reconcile.cli.options import (
     CHUNK_ROWS_OPTION,
@@ -26,6 +26,7 @@ from reconcile.cli.options import (
     window,
     window_options,
 )
+from reconcile.cli.output import STDOUT, open_output
 from reconcile.cli.targets import (
     confirmer,
     lago_options,
@@ -156,30 +157,42 @@ def migrate(
     """
     if from_revision is not None and not print_sql:
         raise click.UsageError("--from-revision goes with --print-sql")
+    if print_sql and check:
+        raise click.UsageError("--check and --print-sql do not go together: choose one")
     if print_sql:
-        click.echo(commands.migration_sql(state_schema, from_revision), nl=False)
+        with open_output(STDOUT) as sink:
+            sink.write(commands.migration_sql(state_schema, from_revision).encode())
         return
     setting = "RECONCILE_STATE_DATABASE_URL" if state_database_url else "DATABASE_URL"
     database = postgres(ctx, state_database_url or database_url, setting=setting)
     state = commands.StateSettings(database, state_schema)
+    schema = queries.schema_shown(state_schema)
     if check:
         behind = commands.pending_migrations(state)
         current = commands.ledger_revision(state)
-        at = f"at revision {current}" if current else "without a ledger (or one not stamped yet)"
+        at = f"at revision {current}" if current else "without a ledger"
+        start = current
+        if current is None and (legacy := commands.legacy_ledger_revision(state)):
+            at = f"with a ledger made by a release before Alembic (matching {legacy}, not stamped)"
+            start = legacy
         if behind:
-            script = f"--print-sql --from-revision {current}" if current else "--print-sql"
+            script = f"--print-sql --from-revision {start}" if start else "--print-sql"
             click.echo(
-                f"{database}: schema {state_schema} is behind, {at}: {', '.join(behind)} to "
+                f"{database}: schema {schema} is behind, {at}: {', '.join(behind)} to "
                 f"apply; run `reconcile migrate` (or have a DBA apply `reconcile migrate "
                 f"{script}`) (exit 3)",
                 err=True,
             )
             ctx.exit(EXIT_UNSENT)
-        click.echo(f"{database}: schema {state_schema} is up to date, {at}", err=True)
+        click.echo(f"{database}: schema {schema} is up to date, {at}", err=True)
         return
-    applied = commands.migrate(state)
-    done = f"updated ({', '.join(applied)})" if applied else "already up to date"
-    click.echo(f"{database}: schema {state_schema} {done}", err=True)
+    migrated = commands.migrate(state)
+    done = (
+        [f"stamped {migrated.stamped} (a ledger made before Alembic)"] if migrated.stamped else []
+    )
+    if migrated.applied:
+        done.append(f"updated ({', '.join(migrated.applied)})")
+    click.echo(f"{database}: schema {schema} {', '.join(done) or 'already up to date'}", err=True)
 
 
 @click.command(epilog=EXIT_CODES_RUN_HELP)
@@ -225,7 +238,7 @@ def backfill(
     default="1d",
     show_default=True,
     metavar="DURATION",
-    help="Start this long before the end of the last successful run, for late rows.",
+    help="Start this long before where the last full coverage ended, for late rows.",
 )
 @click.option(
     "--retention-days",
@@ -244,9 +257,10 @@ def run(
     retention_days: int,
     **options: Any,
 ) -> None:
-    """The nightly job: reconcile everything since the last successful run.
+    """The nightly job: reconcile everything since the last full coverage.
 
-    The window runs from the end of the last successful run minus --lookback (to catch
+    The window runs from where the last full coverage ended (the last run that sent every
+    settled row; rows held back as too recent do not move it on) minus --lookback (to catch
     rows written late) to now minus --settle; the first run starts at --since, or a day back.
     Then it does what `reconcile backfill` does for that window. One run at a time per
     database, event code and charge-by: another one exits 4. See cron/ for crontab,

@@ -36,6 +36,7 @@ Exit codes:
      a Lago event in the window (ids with none are named on stderr)
   3  with --check: a customer has missing or unexplained events or a delta beyond
      --tolerance, or LiteLLM's daily rollup holds spend its spend logs lost
+  5  interrupted (SIGINT or SIGTERM): nothing written, an existing -o file unchanged
 """
 
 

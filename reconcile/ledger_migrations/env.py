@@ -21,6 +21,10 @@ if context.is_offline_mode():
     context.configure(url="postgresql+psycopg://", literal_binds=True, **options)
     with context.begin_transaction():
         context.execute(sa.schema.CreateSchema(schema, if_not_exists=True))
+        start = context.get_starting_revision_argument()
+        if start is not None:  # a ledger that exists; one made before Alembic is stamped first
+            for statement in legacy.offline_stamp(schema, str(start)):
+                context.execute(statement)
         context.run_migrations()
 else:
     connection: sa.Connection = config.attributes["connection"]
@@ -30,5 +34,7 @@ else:
         **options,
     )
     # `reconcile migrate` began the transaction, took the lock and made the schema.
-    legacy.stamp(context.get_context(), context.script, schema)
+    stamped = legacy.stamp(context.get_context(), context.script, schema)
+    if stamped is not None:
+        config.attributes["stamped"].append(stamped)
     context.run_migrations()
