@@ -362,3 +362,37 @@ def test_a_signal_after_the_last_batch_lets_the_run_end_as_it_is(
     billed_once(lago, logs)
     [(_, status, _)], statuses = ledger(litellm_db)
     assert (status, set(statuses)) == ("succeeded", {"sent"})
+
+
+@pytest.fixture
+def job_role(litellm_db: Database, logs: list[SpendLog]) -> Iterator[Database]:
+    """A role with exactly the grants the README gives a role that runs the job."""
+    role = f"job_{random.randrange(10**8)}"
+    with connect(litellm_db, autocommit=True) as connection:
+        for statement in (
+            f"CREATE ROLE {role} LOGIN PASSWORD 'pw'",
+            f"GRANT USAGE ON SCHEMA public TO {role}",
+            f"GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role}",
+            f"GRANT USAGE ON SCHEMA litellm_reconcile TO {role}",
+            "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA litellm_reconcile "
+            f"TO {role}",
+            f"GRANT USAGE ON ALL SEQUENCES IN SCHEMA litellm_reconcile TO {role}",
+        ):
+            connection.execute(statement)  # type: ignore[call-overload]
+    try:
+        yield litellm_db.replace(user=role, password="pw")
+    finally:
+        with connect(litellm_db, autocommit=True) as connection:
+            connection.execute(f"DROP OWNED BY {role}; DROP ROLE {role}")  # type: ignore[call-overload]
+
+
+def test_the_documented_grants_are_enough_to_stop_between_batches(
+    litellm_db: Database, job_role: Database, logs: list[SpendLog], slow_lago: LagoEmulator
+) -> None:
+    """Stopping forgets what was never sent (DELETE): the job's grants cover it."""
+    process = backfill(job_role, slow_lago)
+    wait_for(lambda: ours(slow_lago) >= 300, process)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 5, stderr
+    interrupted_as_recorded(litellm_db, slow_lago, stderr)
