@@ -106,10 +106,12 @@ def rejection(
 
 
 def hide_password(url: str) -> str:
-    """`url` with the password of its user info masked as `***`, as Database URLs show it.
+    """`url` with the secret of its user info masked: `user:***@`, or `***@` for a token alone.
 
-    LAGO_API_BASE may carry credentials for a gateway in front of Lago
-    (`https://user:pass@lago.example.com`): every message, log and ledger row shows this form.
+    LAGO_API_BASE may carry credentials for a gateway in front of Lago, a user and password
+    (`https://user:pass@lago.example.com`) or a token alone (`https://token@lago.example.com`,
+    sent as Basic auth with an empty password): every message, log and ledger row shows it
+    masked. A user name is kept where a password follows it, as Database URLs show it.
     """
     scheme, separator, rest = url.partition("://")
     authority, slash, tail = rest.partition("/")
@@ -117,7 +119,7 @@ def hide_password(url: str) -> str:
     if not separator or not at:
         return url
     user, colon, _ = userinfo.partition(":")
-    return f"{scheme}://{user}{':***' if colon else ''}@{host}{slash}{tail}"
+    return f"{scheme}://{f'{user}:***' if colon else '***'}@{host}{slash}{tail}"
 
 
 def configuration_problem(error: BaseException, base_url: str) -> ConfigError | None:
