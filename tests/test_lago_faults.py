@@ -297,3 +297,16 @@ def test_a_malformed_base_url_is_refused_without_its_password(url: str, shown: s
     assert "secret" not in str(raised.value)
     assert shown in str(raised.value)
 
+
+@pytest.mark.parametrize(
+    ("url", "secret", "shown"),
+    [("http://user:pa/ss@127.0.0.1:3301", "pa", "LAGO_API_BASE is not a valid URL"),
+     ("http://127.0.0.1:port", None, "LAGO_API_BASE='http://127.0.0.1:port' (Invalid port")],
+)  # fmt: skip
+def test_an_unparsable_base_url_is_a_configuration_error(
+    url: str, secret: str | None, shown: str
+) -> None:
+    with pytest.raises(ConfigError) as raised:
+        normalize_base_url(url)
+    assert str(raised.value).startswith(shown)
+    assert secret is None or secret not in str(raised.value)

@@ -45,7 +45,16 @@ def event_name(event: Mapping[str, Any]) -> tuple[str, str]:
 def normalize_base_url(raw: str, *, setting: str = "LAGO_API_BASE") -> str:
     """LiteLLM's LAGO_API_BASE (the root, e.g. http://lago:3000) without a trailing slash."""
     value = raw.strip().rstrip("/") if raw else ""
-    url = httpx.URL(value) if value else None
+    try:
+        url = httpx.URL(value) if value else None
+    except httpx.InvalidURL as error:
+        # Unparsable user info (a '/' in a password) defeats masking, and httpx's reason may
+        # quote a piece of it: a URL with user info is not shown at all.
+        shown = "" if "@" in value else f"={value!r} ({error})"
+        raise ConfigError(
+            f"{setting}{shown} is not a valid URL: give Lago's API root, e.g. "
+            "http://localhost:3000, with any reserved character in credentials percent-encoded"
+        ) from None
     if url is None or url.scheme not in ("http", "https") or not url.host:
         raise ConfigError(
             f"{setting}={hide_password(raw)!r} is not an http(s) URL: give Lago's API root, "
