@@ -24,7 +24,7 @@ class RowClass(enum.StrEnum):
     FAILED = "failed"
     """Status other than success: LiteLLM never bills it, even when it carries a partial cost."""
     INVALID_COST = "invalid_cost"
-    """Billable but for its cost, which is NaN or infinite: no event can carry it."""
+    """Billable but for its cost, which is NaN, infinite or NULL: no event can carry it."""
     NEGATIVE_COST = "negative_cost"
     """Billable but for its cost, which is below zero (a pricing bug upstream): sent, it would be
     a credit nobody asked for, so it never is."""
@@ -41,7 +41,8 @@ def classify(rows: pa.Table) -> pa.Table:
     cost = pc.cast(rows.column("spend"), pa.float64())
     succeeded = rows.column("succeeded").to_numpy(zero_copy_only=False)
     has_id = pc.is_valid(rows.column("charge_by_id")).to_numpy(zero_copy_only=False)
-    finite = pc.is_finite(cost).to_numpy(zero_copy_only=False)
+    # A NULL spend (only in a table altered by hand) is no cost at all: no event can carry it.
+    finite = pc.fill_null(pc.is_finite(cost), False).to_numpy(zero_copy_only=False)
     negative = pc.fill_null(pc.less(cost, 0.0), False).to_numpy(zero_copy_only=False)
     codes = np.select(
         [~succeeded, ~has_id, ~finite, negative],

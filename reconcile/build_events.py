@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 from decimal import Decimal
-from typing import BinaryIO
+from typing import BinaryIO, TypeAlias
 
 import numpy as np
 import pyarrow as pa
@@ -167,39 +167,72 @@ def json_escaped(values: pa.StringArray) -> pa.StringArray:
 
 
 def json_lines(events: pa.Table) -> pa.StringArray:
-    """One compact JSON object per event, each ending in a newline."""
+    """One compact JSON object per event, each ending in a newline; a null value as `null`."""
     if events.num_rows == 0:
         return pa.array([], pa.string())
     column = {name: events.column(name).combine_chunks() for name in events.column_names}
-    prompt = pc.cast(column["prompt_tokens"], pa.string())
-    completion = pc.cast(column["completion_tokens"], pa.string())
+    prompt = _json_number(column["prompt_tokens"])
+    completion = _json_number(column["completion_tokens"])
     code = json.dumps(column["code"][0].as_py(), ensure_ascii=False)
-    return pc.binary_join_element_wise(
-        '{"transaction_id":"',
-        column["transaction_id"],
-        '","external_subscription_id":"',
-        json_escaped(column["external_subscription_id"]),
-        f'","code":{code},"timestamp":"',
-        column["timestamp"],
-        '","properties":{"model":"',
-        json_escaped(column["model"]),
-        '","response_cost":"',
-        column["response_cost"],
-        '","prompt_tokens":',
+    return _joined(
+        '{"transaction_id":',
+        _json_string(column["transaction_id"], escape=False),
+        ',"external_subscription_id":',
+        _json_string(column["external_subscription_id"]),
+        f',"code":{code},"timestamp":',
+        _json_string(column["timestamp"], escape=False),
+        ',"properties":{"model":',
+        _json_string(column["model"]),
+        ',"response_cost":',
+        _json_string(column["response_cost"], escape=False),
+        ',"prompt_tokens":',
         prompt,
         ',"completion_tokens":',
         completion,
         ',"total_tokens":',
-        pc.cast(column["total_tokens"], pa.string()),
+        _json_number(column["total_tokens"]),
         ',"input_tokens":',
         prompt,
         ',"output_tokens":',
         completion,
-        ',"litellm_request_id":"',
-        json_escaped(column["litellm_request_id"]),
-        '"}}\n',
-        "",
+        ',"litellm_request_id":',
+        _json_string(column["litellm_request_id"]),
+        "}}\n",
     )
+
+
+_Piece: TypeAlias = str | pa.Array
+
+
+def _json_string(values: pa.StringArray, *, escape: bool = True) -> list[_Piece]:
+    """The pieces of a JSON string literal per value, `null` for a null.
+
+    `escape=False` for values built here from digits and hex, which never need it.
+    """
+    inside = json_escaped(values) if escape else values
+    if not values.null_count:
+        return ['"', inside, '"']  # the usual case: the quotes join the literal pieces around
+    # One null would make the whole concatenated line null.
+    return [pc.fill_null(pc.binary_join_element_wise('"', inside, '"', ""), "null")]
+
+
+def _json_number(values: pa.Int64Array) -> list[_Piece]:
+    """The JSON number per value, `null` for a null."""
+    text = pc.cast(values, pa.string())
+    return [pc.fill_null(text, "null") if values.null_count else text]
+
+
+def _joined(*pieces: _Piece | list[_Piece]) -> pa.StringArray:
+    """Literal and per-row pieces concatenated row by row, adjacent literals merged first."""
+    flat: list[_Piece] = []
+    for piece in pieces:
+        for part in piece if isinstance(piece, list) else [piece]:
+            if isinstance(part, str) and flat and isinstance(flat[-1], str):
+                flat[-1] += part
+            else:
+                flat.append(part)
+    joined: pa.StringArray = pc.binary_join_element_wise(*flat, "")
+    return joined
 
 
 def write_jsonl(events: pa.Table, sink: BinaryIO) -> None:

@@ -300,8 +300,8 @@ def _explain_connect_failure(database: Database, error: psycopg.Error) -> Reconc
         "failed to resolve host" in text  # psycopg's own resolver drops the gaierror
     ):
         return ConfigError(f"{where}: the host name does not resolve: fix the host")
-    if "SSL" in text:  # libpq's own check of sslmode against the server: no SQLSTATE either
-        return ConfigError(f"{where}: {_reason(text)}: adjust sslmode in the URL")
+    if (refused := _libpq_refusal(where, text)) is not None:
+        return refused
     # libpq keeps no SQLSTATE for a refused connection (no result, and psycopg cannot make
     # its messages verbose): the server's FATAL reasons for 28P01, 28000 and 3D000 stand in.
     refusals = (
@@ -320,7 +320,38 @@ def _explain_connect_failure(database: Database, error: psycopg.Error) -> Reconc
     )
 
 
+#: libpq's refusals of a connection option, before it connects: no SQLSTATE, no server.
+_INVALID_OPTIONS = (
+    "invalid port number",  # out of 1..65535
+    "for connection option",  # invalid integer value "x" for connection option "port"
+    ' value: "',  # invalid sslmode value: "x" (and gssencmode, channel_binding, ...)
+    "port numbers to",  # could not match 3 port numbers to 2 hosts
+    "host names to",  # could not match 2 host names to 1 hostaddr values
+    "could not parse network address",  # hostaddr is no IP address
+)
+
+
+def _libpq_refusal(where: str, text: str) -> ConfigError | None:
+    """A connection option libpq itself refused (no SQLSTATE: its words stand in); else None."""
+    if "SSL" in text:  # libpq's check of sslmode against the server
+        return ConfigError(f"{where}: {_reason(text)}: adjust sslmode in the URL")
+    if "FATAL:" in text:  # the server's refusal, not libpq's
+        return None
+    if "invalid port number" in text or 'option "port"' in text:
+        return ConfigError(
+            f"{where}: {_reason(text)}: give a port from 1 to 65535 (Postgres' default is "
+            "5432) in the URL, or in PGPORT if the URL has none"
+        )
+    if any(needle in text for needle in _INVALID_OPTIONS):
+        return ConfigError(
+            f"{where}: {_reason(text)}: fix that option in the URL, or in the PG* environment "
+            "variable libpq read it from"
+        )
+    return None
+
+
 def _reason(text: str) -> str:
+    text = text.removeprefix("connection is bad: ")  # psycopg's, before libpq's own words
     _, _, reason = text.rpartition("FATAL:")
     _, _, reason = reason.rpartition("failed:")
     return reason.strip() or text

@@ -193,3 +193,50 @@ def test_any_finite_cost_survives_the_trip_into_the_event(costs: list[float]) ->
         assert PLAIN.match(plain), (text, plain)
         assert Decimal(plain) == Decimal(text)
         assert float(plain) == cost
+
+
+def _chunked(rows: pa.Table) -> pa.Table:
+    """The same rows as one chunk per row, as a streamed read can hand them over."""
+    return pa.concat_tables([rows.slice(index, 1) for index in range(rows.num_rows)])
+
+
+#: A spend-log column that may hold NULL -> where its value lands in the event.
+NULLABLE = {
+    "model": ("properties", "model"),
+    "spend": ("properties", "response_cost"),
+    "prompt_tokens": ("properties", "prompt_tokens"),
+    "completion_tokens": ("properties", "completion_tokens"),
+    "total_tokens": ("properties", "total_tokens"),
+    "charge_by_id": (None, "external_subscription_id"),
+}
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["one chunk", "chunked"])
+@pytest.mark.parametrize("everywhere", [False, True], ids=["one row", "all rows"])
+@pytest.mark.parametrize("name", list(NULLABLE))
+def test_a_null_value_is_written_as_null_and_the_line_is_kept(
+    name: str, everywhere: bool, chunked: bool
+) -> None:
+    # LiteLLM's schema says NOT NULL, but a table made by an older release or altered by hand
+    # may hold NULLs: one must never turn the whole line into a null (a null concatenation).
+    nulled = [everywhere or index == 1 for index in range(3)]
+    rows = rows_table(
+        [
+            {"request_id": f"chatcmpl-{index}", "start_ms": index, "end_ms": index + 1,
+             "charge_by_id": "cust_1", **({name: None} if null else {})}
+            for index, null in enumerate(nulled)
+        ]
+    )  # fmt: skip
+    events = build_events(_chunked(rows) if chunked else rows, "tokens")
+    lines = json_lines(events).to_pylist()
+    assert len(lines) == 3
+    parsed = [json.loads(line) for line in lines]  # a null line would raise TypeError here
+    part, key = NULLABLE[name]
+    values = [(event[part] if part else event)[key] for event in parsed]
+    assert [value is None for value in values] == nulled
+    if name in ("prompt_tokens", "completion_tokens"):
+        alias = {"prompt_tokens": "input_tokens", "completion_tokens": "output_tokens"}[name]
+        assert [event["properties"][alias] for event in parsed] == values
+    sink = io.BytesIO()
+    write_jsonl(events, sink)
+    assert [json.loads(line) for line in sink.getvalue().decode().splitlines()] == parsed

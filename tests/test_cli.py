@@ -298,3 +298,26 @@ def test_the_lago_emulator_serves_until_interrupted() -> None:
         _, errors = process.communicate(timeout=30)
     assert process.returncode == 0, errors
     assert "clickhouse store" in errors
+
+
+def test_the_lago_emulator_on_a_taken_port_exits_2_naming_the_port() -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run(["lago-emulator", "--port", str(port)])
+    assert result.exit_code == 2, result.stderr
+    assert result.stderr.strip().splitlines() == [
+        f"reconcile: error: port {port} is taken on 127.0.0.1: choose another --port "
+        "(0 picks a free one), or stop what listens there"
+    ]
+    documented = " ".join(CliRunner().invoke(cli, ["lago-emulator", "--help"]).output.split())
+    assert "2 usage error, or --host/--port cannot be listened on (the port is taken" in documented
+
+
+def test_the_lago_emulator_on_an_address_not_of_this_machine_exits_2() -> None:
+    result = run(["lago-emulator", "--host", "192.0.2.1", "--port", "0"])  # TEST-NET-1
+    assert result.exit_code == 2, result.stderr
+    assert "--host '192.0.2.1' is no address of this machine" in result.stderr

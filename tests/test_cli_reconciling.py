@@ -169,6 +169,26 @@ def test_backfill_then_run_then_nothing_left(
     assert modes == [("backfill", "succeeded"), ("run", "succeeded")]
 
 
+def test_a_row_without_a_model_is_backfilled_with_a_null_model(
+    litellm_db: Database, rows: list[SpendLog], lago: LagoEmulator
+) -> None:
+    # NOT NULL in LiteLLM's schema, but not in a table an older release made.
+    chosen = billable(rows)[0]
+    with connect(litellm_db) as connection:
+        connection.execute('ALTER TABLE "LiteLLM_SpendLogs" ALTER COLUMN model DROP NOT NULL')
+        connection.execute(
+            'UPDATE "LiteLLM_SpendLogs" SET model = NULL WHERE request_id = %s', [chosen.request_id]
+        )
+        connection.commit()
+    env = environment(litellm_db, lago)
+    run(["migrate"], env=env)
+    done = run(["backfill", *WINDOW], env=env)
+    assert done.exit_code == 0, done.stderr
+    sent = {event["properties"]["litellm_request_id"]: event for event in lago.stored_events()}
+    assert len(sent) == len(billable(rows))
+    assert sent[chosen.request_id]["properties"]["model"] is None
+
+
 def test_max_events_exits_3_until_everything_is_sent(
     litellm_db: Database, rows: list[SpendLog], lago: LagoEmulator
 ) -> None:

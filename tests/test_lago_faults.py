@@ -156,20 +156,33 @@ def test_cli_a_bad_budget_names_its_setting(env: dict[str, str], lago: LagoEmula
 # Credentials in LAGO_API_BASE, for a gateway in front of Lago: used, never shown or recorded.
 
 
-class Gateway(http.server.ThreadingHTTPServer):
-    """A gateway that takes HTTP Basic `user:secret` and calls Lago with its own key."""
+#: The user info a gateway may take in the URL -> (the secret in it, how it is shown).
+CREDENTIALS = {
+    "user and password": ("user:secret", "secret", "user:***"),
+    "token alone": ("GWPASS777", "GWPASS777", "***"),  # sent as Basic auth, empty password
+}
 
-    def __init__(self, lago: LagoEmulator) -> None:
+
+@pytest.fixture(params=list(CREDENTIALS.values()), ids=list(CREDENTIALS))
+def credentials(request: pytest.FixtureRequest) -> tuple[str, str, str]:
+    return request.param  # type: ignore[no-any-return]
+
+
+class Gateway(http.server.ThreadingHTTPServer):
+    """A gateway that takes HTTP Basic `userinfo` and calls Lago with its own key."""
+
+    def __init__(self, lago: LagoEmulator, userinfo: str) -> None:
         super().__init__(("127.0.0.1", 0), _Forward)
         self.lago = lago
+        user, _, password = userinfo.partition(":")
+        self.expected = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
 
 
 class _Forward(http.server.BaseHTTPRequestHandler):
     server: Gateway
 
     def _forward(self) -> None:
-        expected = "Basic " + base64.b64encode(b"user:secret").decode()
-        if self.headers.get("Authorization") != expected:
+        if self.headers.get("Authorization") != self.server.expected:
             self.send_response(401)
             self.end_headers()
             return
@@ -194,11 +207,12 @@ class _Forward(http.server.BaseHTTPRequestHandler):
 
 
 @pytest.fixture
-def gateway(lago: LagoEmulator) -> Iterator[str]:
-    server = Gateway(lago)
+def gateway(lago: LagoEmulator, credentials: tuple[str, str, str]) -> Iterator[str]:
+    userinfo, _, _ = credentials
+    server = Gateway(lago, userinfo)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        yield f"http://user:secret@127.0.0.1:{server.server_address[1]}/"
+        yield f"http://{userinfo}@127.0.0.1:{server.server_address[1]}/"
     finally:
         server.shutdown()
         server.server_close()
@@ -219,33 +233,38 @@ def ledger_rows_with(database: Database, word: str) -> list[tuple[str, str]]:
 
 
 def test_credentials_in_lago_api_base_stay_secret_on_success_and_failure(
-    env: dict[str, str], litellm_db: Database, lago: LagoEmulator, gateway: str
-) -> None:
+    env: dict[str, str], litellm_db: Database, lago: LagoEmulator, gateway: str,
+    credentials: tuple[str, str, str],
+) -> None:  # fmt: skip
+    userinfo, secret, shown = credentials
     done = run(["backfill", *WINDOW, "--yes"], env={**env, "LAGO_API_BASE": gateway})
     assert done.exit_code == 0, done.stderr
     assert lago.stored_events()  # through the gateway, with the URL's credentials
-    refused = f"http://user:secret@127.0.0.1:{closed_port()}"
+    refused = f"http://{userinfo}@127.0.0.1:{closed_port()}"
     failed = run(
         ["backfill", *WINDOW, "--lago-retry-budget", "1s"], env={**env, "LAGO_API_BASE": refused}
     )
     assert failed.exit_code == 1
-    assert "user:***@127.0.0.1" in failed.stderr
+    assert f"http://{shown}@127.0.0.1" in failed.stderr
     for result in (done, failed):
-        assert "secret" not in result.stdout + result.stderr
-    assert ledger_rows_with(litellm_db, "secret") == []
-    recorded = ledger_rows_with(litellm_db, "user:***@")
+        assert secret not in result.stdout + result.stderr
+    assert ledger_rows_with(litellm_db, secret) == []
+    recorded = ledger_rows_with(litellm_db, f"/{shown}@")
     assert {table for table, _ in recorded} == {"runs"}
     assert len(recorded) == 2  # both runs, the failed one included
 
 
 def test_credentials_lago_refuses_are_named_as_the_cause_not_the_key(
-    env: dict[str, str], litellm_db: Database, lago: LagoEmulator
-) -> None:
-    straight = lago.url.replace("http://", "http://user:secret@")
+    env: dict[str, str], litellm_db: Database, lago: LagoEmulator,
+    credentials: tuple[str, str, str],
+) -> None:  # fmt: skip
+    userinfo, secret, shown = credentials
+    straight = lago.url.replace("http://", f"http://{userinfo}@")
     refused = run(["backfill", *WINDOW, "--yes"], env={**env, "LAGO_API_BASE": straight})
     assert refused.exit_code == 2, refused.stderr
     assert "LAGO_API_BASE carries credentials" in refused.stderr
-    assert "secret" not in refused.stderr
+    assert f"Lago at http://{shown}@127.0.0.1:" in refused.stderr
+    assert secret not in refused.stderr
 
 
 @pytest.mark.parametrize(
@@ -253,7 +272,12 @@ def test_credentials_lago_refuses_are_named_as_the_cause_not_the_key(
     [
         ("https://user:secret@lago.example.com/", "https://user:***@lago.example.com/"),
         ("http://user:p%40ss@127.0.0.1:3000", "http://user:***@127.0.0.1:3000"),
-        ("https://token@lago.example.com", "https://token@lago.example.com"),
+        ("https://GWPASS777@lago.example.com", "https://***@lago.example.com"),
+        ("http://GWPASS777@127.0.0.1:3301/", "http://***@127.0.0.1:3301/"),
+        ("https://tok%40en@lago.example.com", "https://***@lago.example.com"),
+        ("https://user:@lago.example.com", "https://user:***@lago.example.com"),
+        ("https://:secret@lago.example.com", "https://:***@lago.example.com"),
+        ("https://user:se@cret@lago.example.com", "https://user:***@lago.example.com"),
         ("https://lago.example.com/a@b", "https://lago.example.com/a@b"),
         ("http://localhost:3000", "http://localhost:3000"),
     ],
@@ -262,9 +286,27 @@ def test_passwords_in_base_urls_are_masked(url: str, shown: str) -> None:
     assert hide_password(url) == shown
 
 
-@pytest.mark.parametrize("url", ["ftp://user:secret@lago", "https://user:secret@lago/api/v1"])
-def test_a_malformed_base_url_is_refused_without_its_password(url: str) -> None:
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [("ftp://user:secret@lago", "user:***@"), ("https://user:secret@lago/api/v1", "user:***@"),
+     ("ftp://secret@lago", "//***@"), ("https://secret@lago/api/v1", "//***@")],
+)  # fmt: skip
+def test_a_malformed_base_url_is_refused_without_its_password(url: str, shown: str) -> None:
     with pytest.raises(ConfigError) as raised:
         normalize_base_url(url)
     assert "secret" not in str(raised.value)
-    assert "user:***@" in str(raised.value)
+    assert shown in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("url", "secret", "shown"),
+    [("http://user:pa/ss@127.0.0.1:3301", "pa", "LAGO_API_BASE is not a valid URL"),
+     ("http://127.0.0.1:port", None, "LAGO_API_BASE='http://127.0.0.1:port' (Invalid port")],
+)  # fmt: skip
+def test_an_unparsable_base_url_is_a_configuration_error(
+    url: str, secret: str | None, shown: str
+) -> None:
+    with pytest.raises(ConfigError) as raised:
+        normalize_base_url(url)
+    assert str(raised.value).startswith(shown)
+    assert secret is None or secret not in str(raised.value)

@@ -47,6 +47,13 @@ CASES = {
     "database missing (3D000)": ("postgresql://postgres@127.0.0.1:5432/no_such_db", 2,
                                  'database "no_such_db" does not exist'),
     "connection refused": ("postgresql://postgres@127.0.0.1:1/db", 1, "cannot connect"),
+    # libpq refuses these before connecting: no server, no SQLSTATE, only its words.
+    "port out of range": ("postgresql://user:secret-pass@127.0.0.1:99999/db", 2,
+                          'DATABASE_URL (postgresql://user:***@127.0.0.1:99999/db): invalid port '
+                          'number: "99999": give a port from 1 to 65535'),
+    "port zero": ("postgresql://user@127.0.0.1:0/db", 2, 'invalid port number: "0"'),
+    "ports without hosts": ("postgresql://user@127.0.0.1:5432,127.0.0.1:5433/db?port=5432,5433,5434",
+                            2, "could not match 3 port numbers to 2 hosts: fix that option"),
 }  # fmt: skip
 
 
@@ -54,6 +61,29 @@ CASES = {
 def test_connection_failures_are_classified(url: str, code: int, message: str) -> None:
     result = reconcile("events", *WINDOW, env={"DATABASE_URL": url, "LAGO_API_EVENT_CODE": "t"})
     assert result.returncode == code, result.stderr
+    assert message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+ENVIRONMENT_CASES = {
+    "PGPORT out of range": ({"PGPORT": "70000"}, 'invalid port number: "70000": give a port'),
+    "PGPORT not a number": ({"PGPORT": "five"},
+                            'invalid integer value "five" for connection option "port": give a port'),
+    "PGTARGETSESSIONATTRS unknown": ({"PGTARGETSESSIONATTRS": "primaryish"},
+                                     'invalid target_session_attrs value: "primaryish": fix that '
+                                     "option in the URL, or in the PG* environment variable"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("variables", "message"), list(ENVIRONMENT_CASES.values()), ids=list(ENVIRONMENT_CASES)
+)
+def test_an_option_libpq_refuses_from_the_environment_is_a_configuration_error(
+    variables: dict[str, str], message: str
+) -> None:
+    env = {"DATABASE_URL": "postgresql://postgres@127.0.0.1/postgres", "LAGO_API_EVENT_CODE": "t"}
+    result = reconcile("events", *WINDOW, env={**env, **variables})
+    assert result.returncode == 2, result.stderr
     assert message in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
 

@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
+from typing import cast
 
 import psycopg
 import pytest
@@ -386,6 +387,38 @@ def test_a_statement_timeout_is_reported_with_the_fix(
 def test_no_rows_is_not_an_error(litellm_db: Database) -> None:
     summary, events = run_events(litellm_db)
     assert (summary.tally.rows, summary.events, events) == (0, 0, [])
+
+
+def test_nulls_where_litellm_writes_none_keep_every_event(
+    litellm_db: Database, insert: Callable[..., None], factory: SpendLogFactory
+) -> None:
+    # LiteLLM declares these NOT NULL; a table made by an older release or altered by hand may
+    # still hold NULLs. An unknown model or token count is sent as null (as LiteLLM's callback
+    # sends an unknown model); an unknown cost is no cost an event can carry.
+    rows = [factory.success(at(60 * index), end_user="cust_1") for index in range(4)]
+    insert(*rows)
+    nulled = {"model": rows[0], "prompt_tokens": rows[1], "total_tokens": rows[2], "spend": rows[3]}
+    with connect(litellm_db) as connection:
+        for column, row in nulled.items():
+            table, name = sql.Identifier("LiteLLM_SpendLogs"), sql.Identifier(column)
+            connection.execute(
+                sql.SQL("ALTER TABLE {} ALTER COLUMN {} DROP NOT NULL").format(table, name)
+            )
+            connection.execute(
+                sql.SQL("UPDATE {} SET {} = NULL WHERE request_id = %s").format(table, name),
+                [row.request_id],
+            )
+        connection.commit()
+    summary, events = run_events(litellm_db)
+    assert summary.tally[RowClass.BILLABLE].rows == summary.events == len(events) == 3
+    assert summary.tally[RowClass.INVALID_COST].rows == 1
+    properties = [cast("dict[str, object]", event["properties"]) for event in events]
+    by_request = {values["litellm_request_id"]: values for values in properties}
+    assert by_request[rows[0].request_id]["model"] is None
+    assert by_request[rows[1].request_id]["prompt_tokens"] is None
+    assert by_request[rows[1].request_id]["input_tokens"] is None
+    assert by_request[rows[2].request_id]["total_tokens"] is None
+    assert rows[3].request_id not in by_request
 
 
 def test_spend_log_rows_are_only_read(

@@ -15,8 +15,9 @@ EMULATOR_EXIT_CODES_HELP = """\
 \b
 Exit codes:
   0  stopped by Ctrl-C or SIGTERM, its normal end
-  1  error (e.g. the port is taken)
-  2  usage error; the message names the option and the fix
+  1  error (an unexpected one; --debug shows where)
+  2  usage error, or --host/--port cannot be listened on (the port is taken,
+     the address is not this machine's); the message names the option and the fix
 """
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import logging
+import socket
 import threading
 from collections.abc import Callable
 
@@ -10,9 +12,31 @@ import click
 
 from reconcile.cli.help import EMULATOR_EXIT_CODES_HELP
 from reconcile.cli.options import DEBUG_OPTION, F
-from reconcile.errors import Interrupted
+from reconcile.errors import ConfigError, Interrupted
 
 log = logging.getLogger(__name__)
+
+
+def _cannot_listen(error: OSError, host: str, port: int) -> ConfigError | None:
+    """The option to fix when the server cannot listen on `host`:`port`; None if no option can."""
+    if error.errno == errno.EADDRINUSE:
+        return ConfigError(
+            f"port {port} is taken on {host}: choose another --port (0 picks a free one), "
+            "or stop what listens there"
+        )
+    if error.errno == errno.EACCES:
+        return ConfigError(f"port {port} needs privileges here: choose a --port of 1024 or above")
+    if isinstance(error, socket.gaierror):
+        return ConfigError(
+            f"--host {host!r} does not resolve: give an address of this machine, "
+            "e.g. 127.0.0.1 or 0.0.0.0"
+        )
+    if error.errno == errno.EADDRNOTAVAIL:
+        return ConfigError(
+            f"--host {host!r} is no address of this machine: give one it has, "
+            "e.g. 127.0.0.1 or 0.0.0.0"
+        )
+    return None
 
 
 def _first_n(name: str, help: str) -> Callable[[F], F]:
@@ -108,13 +132,20 @@ def lago_emulator(
     emulator.faults.rate_limit(rate_limit)
     emulator.faults.server_error(server_errors)
     emulator.faults.drop_connections(drop_connections)
-    with emulator:
-        try:  # from the first line out: a signal may come as soon as the URL is read
-            click.echo(emulator.url)
-            log.info(
-                "Lago emulator (%s store) listening on %s; Ctrl-C or SIGTERM stops it",
-                store, emulator.url,
-            )  # fmt: skip
-            threading.Event().wait()
-        except (KeyboardInterrupt, Interrupted):  # its normal end: exit 0
-            log.info("Lago emulator stopped")
+    try:
+        emulator.start()
+    except OSError as error:
+        if (problem := _cannot_listen(error, host, port)) is not None:
+            raise problem from error
+        raise
+    try:  # from the first line out: a signal may come as soon as the URL is read
+        click.echo(emulator.url)
+        log.info(
+            "Lago emulator (%s store) listening on %s; Ctrl-C or SIGTERM stops it",
+            store, emulator.url,
+        )  # fmt: skip
+        threading.Event().wait()
+    except (KeyboardInterrupt, Interrupted):  # its normal end: exit 0
+        log.info("Lago emulator stopped")
+    finally:
+        emulator.stop()

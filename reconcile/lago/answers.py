@@ -45,7 +45,16 @@ def event_name(event: Mapping[str, Any]) -> tuple[str, str]:
 def normalize_base_url(raw: str, *, setting: str = "LAGO_API_BASE") -> str:
     """LiteLLM's LAGO_API_BASE (the root, e.g. http://lago:3000) without a trailing slash."""
     value = raw.strip().rstrip("/") if raw else ""
-    url = httpx.URL(value) if value else None
+    try:
+        url = httpx.URL(value) if value else None
+    except httpx.InvalidURL as error:
+        # Unparsable user info (a '/' in a password) defeats masking, and httpx's reason may
+        # quote a piece of it: a URL with user info is not shown at all.
+        shown = "" if "@" in value else f"={value!r} ({error})"
+        raise ConfigError(
+            f"{setting}{shown} is not a valid URL: give Lago's API root, e.g. "
+            "http://localhost:3000, with any reserved character in credentials percent-encoded"
+        ) from None
     if url is None or url.scheme not in ("http", "https") or not url.host:
         raise ConfigError(
             f"{setting}={hide_password(raw)!r} is not an http(s) URL: give Lago's API root, "
@@ -106,10 +115,12 @@ def rejection(
 
 
 def hide_password(url: str) -> str:
-    """`url` with the password of its user info masked as `***`, as Database URLs show it.
+    """`url` with the secret of its user info masked: `user:***@`, or `***@` for a token alone.
 
-    LAGO_API_BASE may carry credentials for a gateway in front of Lago
-    (`https://user:pass@lago.example.com`): every message, log and ledger row shows this form.
+    LAGO_API_BASE may carry credentials for a gateway in front of Lago, a user and password
+    (`https://user:pass@lago.example.com`) or a token alone (`https://token@lago.example.com`,
+    sent as Basic auth with an empty password): every message, log and ledger row shows it
+    masked. A user name is kept where a password follows it, as Database URLs show it.
     """
     scheme, separator, rest = url.partition("://")
     authority, slash, tail = rest.partition("/")
@@ -117,7 +128,7 @@ def hide_password(url: str) -> str:
     if not separator or not at:
         return url
     user, colon, _ = userinfo.partition(":")
-    return f"{scheme}://{user}{':***' if colon else ''}@{host}{slash}{tail}"
+    return f"{scheme}://{f'{user}:***' if colon else '***'}@{host}{slash}{tail}"
 
 
 def configuration_problem(error: BaseException, base_url: str) -> ConfigError | None:
