@@ -300,3 +300,33 @@ def test_as_many_rows_as_possible_are_billed(ends: list[int], times: list[int]) 
     for row, event in enumerate(result.rows["event"]):
         if event >= 0:
             assert -window.skew_ms <= times[event] - ends[row] <= window.max_delay_ms
+
+
+@pytest.mark.parametrize(("row_count", "event_count"), [(700, 520), (520, 700)])
+def test_a_large_burst_is_a_maximum_matching_either_side_larger(
+    row_count: int, event_count: int
+) -> None:
+    """Identical requests every few seconds for an hour, events lacking the model among
+    events that have it: one burst beyond the assignment's limit, matched by Hopcroft-Karp
+    with the smaller side first, as many rows billed as a maximum matching bills."""
+    rng = np.random.default_rng(row_count)
+    ends = np.sort(rng.integers(0, 60 * MINUTE, row_count))
+    times = np.sort(rng.integers(-MINUTE, 62 * MINUTE, event_count))
+    vague = rng.random(event_count) < 0.1
+    rows = rows_frame(*({"transaction_id": f"rc1-{i}", "end_ms": int(end)}
+                        for i, end in enumerate(ends)))  # fmt: skip
+    events = events_frame(*({"transaction_id": f"uuid-{i}", "timestamp_ms": int(time),
+                             "model": None if vague[i] else "gpt-4o-mini"}
+                            for i, time in enumerate(times)))  # fmt: skip
+    result = match(rows, events, SETTINGS)
+    edges = {
+        event: np.flatnonzero(
+            (times[event] - ends >= -SETTINGS.skew_ms)
+            & (times[event] - ends <= SETTINGS.max_delay_ms)
+        ).tolist()
+        for event in range(event_count)
+    }
+    assert (result.rows["status"] == RowStatus.BILLED).sum() == maximum_matching(edges)
+    partner = result.rows["event"].to_numpy()
+    for row in np.flatnonzero(partner >= 0):
+        assert row in edges[int(partner[row])]

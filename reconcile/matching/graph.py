@@ -121,6 +121,15 @@ def _match_burst(rows: Side, events: Side, row: np.ndarray, event: np.ndarray) -
         chosen_rows, chosen_events = linear_sum_assignment(cost)
         real = edge[chosen_rows, chosen_events]
         return np.column_stack([row_ids[chosen_rows[real]], event_ids[chosen_events[real]]])
+    # The smaller side as the matrix's rows: SciPy's Hopcroft-Karp stalled for minutes on a
+    # burst of 6,354 rows and 5,205 events (94,270 pairs) the other way round, at once so.
+    if len(row_ids) > len(event_ids):
+        graph = scipy.sparse.csr_matrix(
+            (np.ones(len(r), dtype=np.int8), (e, r)), shape=(len(event_ids), len(row_ids))
+        )
+        partner = np.asarray(maximum_bipartite_matching(graph, perm_type="column"))
+        matched = np.flatnonzero(partner >= 0)
+        return np.column_stack([row_ids[partner[matched]], event_ids[matched]])
     graph = scipy.sparse.csr_matrix(
         (np.ones(len(r), dtype=np.int8), (r, e)), shape=(len(row_ids), len(event_ids))
     )
