@@ -84,14 +84,7 @@ def current_revision(database: Database, schema: str = DEFAULT_SCHEMA) -> str | 
 
     A ledger the old runner made has none until `migrate` stamps it. Reads only.
     """
-    queries.schema_identifier(schema)
-    with (
-        explained(database, schema, "read"),
-        driver_errors(),
-        engine(database).connect() as connection,
-    ):
-        migration = MigrationContext.configure(connection, opts={"version_table_schema": schema})
-        current = migration.get_current_revision()
+    current, _ = _revisions_found(database, schema)
     _known(current, database, schema)
     return current
 
@@ -101,6 +94,11 @@ def legacy_revision(database: Database, schema: str = DEFAULT_SCHEMA) -> str | N
 
     None for any other ledger, or none. Reads only.
     """
+    return _revisions_found(database, schema)[1]
+
+
+def _revisions_found(database: Database, schema: str) -> tuple[str | None, str | None]:
+    """Alembic's revision of the ledger, and (without one) the old runner's it matches."""
     queries.schema_identifier(schema)
     with (
         explained(database, schema, "read"),
@@ -108,9 +106,10 @@ def legacy_revision(database: Database, schema: str = DEFAULT_SCHEMA) -> str | N
         engine(database).connect() as connection,
     ):
         migration = MigrationContext.configure(connection, opts={"version_table_schema": schema})
-        if migration.get_current_revision() is not None:
-            return None
-        return legacy.matched(connection, schema, list(revisions()))
+        current = migration.get_current_revision()
+        if current is not None:
+            return current, None
+        return None, legacy.matched(connection, schema, list(revisions()))
 
 
 def pending(database: Database, schema: str = DEFAULT_SCHEMA) -> list[str]:
