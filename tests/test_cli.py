@@ -16,6 +16,7 @@ from click.testing import CliRunner
 from conftest import ENV_NAMES, at
 
 from reconcile.cli import cli, main
+from reconcile.errors import Interrupted
 from reconcile.postgres import Database
 from reconcile.testing.factory import SpendLogFactory
 
@@ -321,3 +322,25 @@ def test_the_lago_emulator_on_an_address_not_of_this_machine_exits_2() -> None:
     result = run(["lago-emulator", "--host", "192.0.2.1", "--port", "0"])  # TEST-NET-1
     assert result.exit_code == 2, result.stderr
     assert "--host '192.0.2.1' is no address of this machine" in result.stderr
+
+
+def test_a_cleanup_a_signal_cut_short_failing_in_turn_is_still_the_signal(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """SIGTERM mid-query: the rollback on the way out fails ("another command is already in
+    progress"); what happened is the signal (exit 5), not an internal error."""
+
+    def signal_arrives() -> None:
+        raise Interrupted("interrupted by SIGTERM")
+
+    def interrupted_then_failed(*_: object, **__: object) -> None:
+        try:
+            signal_arrives()
+        except Interrupted:
+            raise OSError("another command is already in progress") from None
+
+    monkeypatch.setattr(cli, "main", interrupted_then_failed)
+    with pytest.raises(SystemExit) as exit_:
+        main(["report"])
+    assert exit_.value.code == 5
+    assert capsys.readouterr().err == "reconcile: interrupted by SIGTERM\n"

@@ -408,7 +408,7 @@ def test_the_ledger_can_live_in_a_schema_the_reader_owns(
         commands.migrate(commands.StateSettings(reader, "reader_ledger"))
     with connect(database, autocommit=True) as connection:
         connection.execute(f'CREATE SCHEMA reader_ledger AUTHORIZATION "{reader.params["user"]}"')  # type: ignore[call-overload]
-    assert commands.migrate(commands.StateSettings(reader, "reader_ledger")) == [
+    assert commands.migrate(commands.StateSettings(reader, "reader_ledger")).applied == [
         "001_runs_and_sent_events",
         "002_server_identity_and_coverage",
         "003_interrupted_runs",
@@ -425,10 +425,13 @@ def test_a_ledger_the_role_may_not_write_names_the_grant(
     day: tuple[Database, list[SpendLog]], reader: Database
 ) -> None:
     database, _ = day
-    # `day` migrated the ledger as the owner: the reader may use the schema, not write it
+    # `day` migrated the ledger as the owner: the reader may read the schema, not write it
     with connect(database, autocommit=True) as connection:
         grantee = sql.Identifier(reader.params["user"])
         connection.execute(sql.SQL("GRANT USAGE ON SCHEMA litellm_reconcile TO {}").format(grantee))
+        connection.execute(
+            sql.SQL("GRANT SELECT ON ALL TABLES IN SCHEMA litellm_reconcile TO {}").format(grantee)
+        )
     with (
         LagoEmulator(api_key=KEY) as lago,
         pytest.raises(ConfigError, match=r"refused to write reconcile's ledger .* grant this one"),
@@ -447,7 +450,7 @@ def test_a_dba_can_apply_the_printed_migration(day: tuple[Database, list[SpendLo
     subprocess.run(command, input=script, env=environment, text=True, check=True)
     # Alembic's version table says so: `migrate` finds nothing left to do
     assert commands.pending_migrations(state) == []
-    assert commands.migrate(state) == []
+    assert commands.migrate(state).applied == []
 
 
 def test_events_from_litellms_own_lago_callback_are_recognised(

@@ -101,22 +101,44 @@ def main(args: list[str] | None = None) -> None:
     except Interrupted as error:  # not an error: said as what happened
         click.echo(f"reconcile: {error}", err=True)
         code = error.exit_code
-    except ReconcileError as error:
+    except Exception as error:
+        cause = _interruption(error)
+        if cause is None:
+            code = _failed(error, debug)
+        else:  # a cleanup the signal cut short failed in turn: the signal is what happened
+            click.echo(f"reconcile: {cause}", err=True)
+            code = cause.exit_code
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _interruption(error: BaseException) -> Interrupted | None:
+    """The Interrupted an error was raised while handling, if any (a rollback that failed)."""
+    seen: set[int] = set()
+    cause = error.__context__
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, Interrupted):
+            return cause
+        seen.add(id(cause))
+        cause = cause.__context__
+    return None
+
+
+def _failed(error: Exception, debug: bool) -> int:
+    """Say an error in one line (a traceback with --debug); its exit code."""
+    if isinstance(error, ReconcileError):
         if debug:
-            traceback.print_exc()
+            traceback.print_exception(error)
         click.echo(f"reconcile: error: {error}", err=True)
-        code = error.exit_code
-    except BrokenPipeError:
+        return error.exit_code
+    if isinstance(error, BrokenPipeError):
         # The reader of stdout went away (e.g. `| head`): not an error worth a traceback.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        code = EXIT_ERROR
-    except Exception as error:
-        if debug:
-            raise
-        click.echo(
-            f"reconcile: internal error: {type(error).__name__}: {error} "
-            "(run again with --debug for the traceback)",
-            err=True,
-        )
-        code = EXIT_ERROR
-    sys.exit(code if isinstance(code, int) else 0)
+        return EXIT_ERROR
+    if debug:
+        raise error
+    click.echo(
+        f"reconcile: internal error: {type(error).__name__}: {error} "
+        "(run again with --debug for the traceback)",
+        err=True,
+    )
+    return EXIT_ERROR
