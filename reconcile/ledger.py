@@ -11,6 +11,7 @@ from typing import Any
 
 import psycopg
 import sqlalchemy as sa
+from alembic.runtime.migration import MigrationContext
 
 from reconcile import ledger_queries as statements
 from reconcile import queries
@@ -103,13 +104,16 @@ def opened(database: Database, schema: str, doing: str) -> Iterator[sa.Connectio
         yield connection.execution_options(schema_translate_map={None: schema})
 
 
+def stamped_revision(connection: sa.Connection, schema: str) -> str | None:
+    """The revision Alembic's version table in `schema` records; None where there is none."""
+    migration = MigrationContext.configure(connection, opts={"version_table_schema": schema})
+    return migration.get_current_revision()
+
+
 def _require_revision(connection: sa.Connection, database: Database, schema: str) -> None:
     """LedgerRevisionMismatch unless the ledger is at the revision this release needs."""
     needed = revisions()[-1]
-    current = None
-    if sa.inspect(connection).has_table("alembic_version", schema=schema):
-        version = sa.table("alembic_version", sa.column("version_num"), schema=schema)
-        current = connection.execute(sa.select(version.c.version_num)).scalar()
+    current = stamped_revision(connection, schema)
     connection.rollback()  # the inspection's transaction: nothing is held between statements
     if current == needed:
         return

@@ -10,12 +10,11 @@ from typing import Any
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
 
 from reconcile import queries
 from reconcile.engine import driver_errors, engine
 from reconcile.errors import ConfigError
-from reconcile.ledger import DEFAULT_SCHEMA, explained, lock_key
+from reconcile.ledger import DEFAULT_SCHEMA, explained, lock_key, stamped_revision
 from reconcile.ledger_migrations import legacy
 from reconcile.ledger_revisions import revisions
 from reconcile.postgres import Database
@@ -53,8 +52,7 @@ def migrate(database: Database, schema: str = DEFAULT_SCHEMA) -> Migrated:
         exists = sa.text("SELECT EXISTS (SELECT FROM pg_namespace WHERE nspname = :schema)")
         if not connection.execute(exists, {"schema": schema}).scalar():
             connection.execute(sa.text(f"CREATE SCHEMA {quoted}"))
-        versions = MigrationContext.configure(connection, opts={"version_table_schema": schema})
-        _known(versions.get_current_revision(), database, schema)
+        _known(stamped_revision(connection, schema), database, schema)
         _run(schema, lambda config: command.upgrade(config, "head"), connection=connection,
              applied=applied, stamped=stamped)  # fmt: skip
         connection.commit()
@@ -105,8 +103,7 @@ def _revisions_found(database: Database, schema: str) -> tuple[str | None, str |
         driver_errors(),
         engine(database).connect() as connection,
     ):
-        migration = MigrationContext.configure(connection, opts={"version_table_schema": schema})
-        current = migration.get_current_revision()
+        current = stamped_revision(connection, schema)
         if current is not None:
             return current, None
         return None, legacy.matched(connection, schema, list(revisions()))

@@ -6,6 +6,8 @@ import sqlalchemy as sa
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
+from reconcile import queries
+
 #: The old runner's record: one row per applied sql/ledger/NNN_*.sql file. Each revision's id
 #: is that file's name without `.sql`, so the record names the revision to stamp.
 OLD_TABLE = "schema_migrations"
@@ -33,7 +35,7 @@ def matched(connection: sa.Connection, schema: str, revisions: list[str]) -> str
     """
     found = connection.execute(
         sa.text("SELECT to_regclass(:name) IS NOT NULL"),
-        {"name": f'"{schema.replace(chr(34), chr(34) * 2)}".{OLD_TABLE}'},
+        {"name": f"{queries.schema_identifier(schema)}.{OLD_TABLE}"},
     ).scalar()
     if not found:
         return None
@@ -53,7 +55,7 @@ def offline_stamp(schema: str, revision: str) -> list[str]:
     For a DBA's script from a ledger the old runner made: the upgrade that follows finds the
     version it expects.
     """
-    quoted = '"' + schema.replace('"', '""') + '"'
+    quoted = queries.schema_identifier(schema)
     literal = "'" + revision.replace("'", "''") + "'"
     return [
         f"CREATE TABLE IF NOT EXISTS {quoted}.alembic_version (version_num VARCHAR(32) NOT NULL, "
