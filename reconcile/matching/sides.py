@@ -68,8 +68,8 @@ def read_sides(
     rows: pd.DataFrame, events: pd.DataFrame, settings: MatchSettings
 ) -> tuple[Side, Side, np.ndarray]:
     """Both inputs as Sides, and the rows' `in_window` flags; ValueError on a malformed input."""
-    _require(rows, ROW_COLUMNS, "rows")
-    _require(events, EVENT_COLUMNS, "events")
+    require(rows, ROW_COLUMNS, "rows")
+    require(events, EVENT_COLUMNS, "events")
     row_ids = text(rows["transaction_id"])
     subscriptions = shared_codes(rows["subscription"], events["subscription"])
     models = shared_codes(
@@ -118,7 +118,7 @@ def read_sides(
     return sides[0], sides[1], in_window
 
 
-def _require(frame: pd.DataFrame, columns: tuple[str, ...], side: str) -> None:
+def require(frame: pd.DataFrame, columns: tuple[str, ...], side: str) -> None:
     missing = [name for name in columns if name not in frame.columns]
     if missing:
         raise ValueError(f"{side} lack column(s) {', '.join(missing)}: need {', '.join(columns)}")

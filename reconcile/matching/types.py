@@ -69,6 +69,8 @@ class MatchSettings:
     skew_ms: int
     max_delay_ms: int
     cost_tolerance: float = 1e-9
+    block_ms: int = 3_600_000
+    """The forward pass decides time in blocks this long, on a grid from the Unix epoch."""
 
     @property
     def reach(self) -> int:
