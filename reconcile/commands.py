@@ -150,7 +150,7 @@ def backfill(
     state: StateSettings,
     settings: JobSettings,
     *,
-    confirm: Callable[[Plan], bool] = lambda _: True,
+    confirm: Callable[[Plan], bool] | None = None,
     client: LagoClient | None = None,
     stop: Stop | None = None,
     now: dt.datetime | None = None,

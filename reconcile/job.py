@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import logging
@@ -19,10 +20,11 @@ from reconcile import sending
 from reconcile.attribute import Tally
 from reconcile.build_events import json_lines
 from reconcile.errors import Interrupted
+from reconcile.forward import Step, forward_pass
 from reconcile.lago.client import LagoClient
 from reconcile.ledger import Ledger
 from reconcile.money import ZERO, exact_sum
-from reconcile.pipeline import Stopwatch, read_and_match
+from reconcile.pipeline import Stopwatch
 from reconcile.postgres import Database
 from reconcile.report.aggregate import REASON_FIELDS, Tallies, add_matches, add_sent, observe_rows
 from reconcile.report.lines import sorted_lines
@@ -35,6 +37,8 @@ from reconcile.window import from_ms, to_ms
 
 log = logging.getLogger(__name__)
 
+SAMPLE = 20  # events a plan keeps to show
+
 
 def reconcile_window(
     database: Database,
@@ -45,7 +49,7 @@ def reconcile_window(
     source: str,
     source_id: str,
     now: dt.datetime,
-    confirm: Callable[[Plan], bool] = lambda _: True,
+    confirm: Callable[[Plan], bool] | None = None,
     stop: Stop | None = None,
 ) -> RunSummary:
     """Reconcile one window end to end; the ledger records the run however it ends.
@@ -107,69 +111,122 @@ def _reconcile(
     ledger: Ledger,
     settings: JobSettings,
     summary: RunSummary,
-    confirm: Callable[[Plan], bool],
+    confirm: Callable[[Plan], bool] | None,
     now: dt.datetime,
     stop: Stop,
 ) -> None:
-    clock = Stopwatch(summary.seconds)
+    clock = Stopwatch(summary.seconds, level=logging.DEBUG)
+    if confirm is not None and not settings.dry_run:
+        # The question comes before anything is sent: a pass that only plans, then the one
+        # that sends (both in bounded memory; only a person at a terminal waits for two).
+        planned = RunSummary(run_id=summary.run_id, settings=settings, tally=Tally())
+        with stop.interruptible():
+            for step in forward_pass(database, client, settings, now=now):
+                _plan(planned, step, settings, now, [])
+        plan = planned.plan
+        if plan is not None and plan.count and not sending.confirmed(confirm, plan, stop):
+            settings = dataclasses.replace(settings, dry_run=True)  # a no: nothing is sent
     tallies, label = Tallies(), periods("UTC", "day")
-    with stop.interruptible():
-        expected, result = read_and_match(
-            database, client, settings, now=now, clock=clock, observe=observe_rows(tallies, label)
-        )
-    summary.tally, summary.expected = expected.tally, int(expected.in_window.sum())
-    summary.listed = len(result.events)
-    in_window = result.rows[result.rows["in_window"]]
-    summary.matched_by_id = int((in_window["matched_by"] == "id").sum())
-    summary.matched_by_fingerprint = int((in_window["matched_by"] == "fingerprint").sum())
-    with clock("ledger"):
-        listed = result.events
-        ours = listed[listed["transaction_id"].str.startswith(PREFIX).fillna(False)]
-        pairs = zip(ours["transaction_id"], ours["subscription"], strict=True)
-        ledger.confirm_in_lago(settings.code, pairs)
-    missing = result.missing.sort_values(["end_ms", "request_id"])
-    rows = expected.events.take(pa.array(missing.index.to_numpy(), pa.int64()))
-    settled = _settled(rows, settings, now)
-    events = [json.loads(line) for line in json_lines(rows).to_pylist()]
-    costs = rows.column("response_cost").to_pylist()
-    summary.missing, summary.missing_spend = len(events), exact_sum(costs)
-    held = [cost for cost, ready in zip(costs, settled, strict=True) if not ready]
-    summary.too_recent, summary.too_recent_spend = len(held), exact_sum(held)
-    month = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-    summary.before_this_month = int((missing["end_ms"] < to_ms(month)).sum())
-    to_send = [event for event, ready in zip(events, settled, strict=True) if ready]
-    if settings.max_events is not None:
-        to_send = to_send[: settings.max_events]
-    summary.plan = Plan(events=to_send, spend=_spend(to_send), by_customer=_by_customer(to_send))
-    add_matches(
-        tallies, expected, result, label, backfilled={}, finalized=lambda _customer, _end: False
-    )
-    stop.check()
-    if to_send and not settings.dry_run and sending.confirmed(confirm, summary.plan, stop):
-        with clock("backfill"):
-            report = sending.send(client, ledger, summary, to_send, stop)
-        in_lago = pa.array(
-            [name for name, _ in [*report.delivered, *report.already_in_lago]], pa.string()
-        )
-        sent_rows = rows.select(
-            ["transaction_id", "external_subscription_id", "start_ms", "response_cost"]
-        )
-        add_sent(
+    unsettled_starts: list[int] = []
+    steps = forward_pass(database, client, settings, now=now, observe=observe_rows(tallies, label))
+    while True:
+        with clock("read and match"), stop.interruptible():
+            found = next(steps, None)
+        if found is None:
+            break
+        step = found
+        _count(summary, step)
+        with clock("ledger"):
+            listed = step.result.events
+            ours = listed[listed["transaction_id"].str.startswith(PREFIX).fillna(False)]
+            pairs = zip(ours["transaction_id"], ours["subscription"], strict=True)
+            ledger.confirm_in_lago(settings.code, pairs)
+        rows, to_send = _plan(summary, step, settings, now, unsettled_starts)
+        add_matches(
             tallies,
-            sent_rows.filter(pc.is_in(sent_rows.column("transaction_id"), value_set=in_lago)),
-            summary.run_id or 0,
+            step.expected,
+            step.result,
             label,
+            backfilled={},
+            finalized=lambda _customer, _end: False,
         )
+        stop.check()
+        if to_send and not settings.dry_run:
+            with clock("backfill"):
+                report = sending.send(client, ledger, summary, to_send, stop)
+            in_lago = pa.array(
+                [name for name, _ in [*report.delivered, *report.already_in_lago]], pa.string()
+            )
+            sent_rows = rows.select(
+                ["transaction_id", "external_subscription_id", "start_ms", "response_cost"]
+            )
+            add_sent(
+                tallies,
+                sent_rows.filter(pc.is_in(sent_rows.column("transaction_id"), value_set=in_lago)),
+                summary.run_id or 0,
+                label,
+            )
+    for stage, seconds in clock.seconds.items():
+        log.info("stage %s took %.1f s", stage, seconds)
     if stop.signal is not None:  # after the last batch: nothing left to stop, the run ends
         log.warning("%s came after the last batch: the run is complete", stop.signal.name)
     summary.unsent = summary.missing - summary.sent - summary.already_in_lago
-    summary.covered_until = _covered_until(settings, summary, rows, settled)
+    summary.covered_until = _covered_until(settings, summary, min(unsettled_starts, default=None))
     summary.lines = sorted_lines(tallies.lines(settings.tolerance))
     for reason, field in REASON_FIELDS.items():  # exact, as the report sums them
         count = sum(getattr(line, f"{field}_events") for line in summary.lines)
         if count:
             cost = sum((getattr(line, f"{field}_cost") for line in summary.lines), ZERO)
             summary.unexplained[reason] = (count, cost)
+
+
+def _count(summary: RunSummary, step: Step) -> None:
+    """Fold a step's rows and events into the run's counts."""
+    summary.tally += step.expected.tally
+    in_window = step.result.rows[step.result.rows["in_window"].to_numpy(dtype=bool)]
+    summary.expected += len(in_window)
+    summary.listed += len(step.result.events)
+    summary.matched_by_id += int((in_window["matched_by"] == "id").sum())
+    summary.matched_by_fingerprint += int((in_window["matched_by"] == "fingerprint").sum())
+
+
+def _plan(
+    summary: RunSummary,
+    step: Step,
+    settings: JobSettings,
+    now: dt.datetime,
+    unsettled_starts: list[int],
+) -> tuple[pa.Table, list[dict[str, Any]]]:
+    """A step's missing rows (as expected events) and those of them to send; into the plan."""
+    missing = step.result.missing.sort_values(["end_ms", "request_id"])
+    rows = step.expected.events.take(pa.array(missing.index.to_numpy(), pa.int64()))
+    settled = _settled(rows, settings, now)
+    events = [json.loads(line) for line in json_lines(rows).to_pylist()]
+    costs = rows.column("response_cost").to_pylist()
+    summary.missing += len(events)
+    summary.missing_spend += exact_sum(costs)
+    held = [cost for cost, ready in zip(costs, settled, strict=True) if not ready]
+    summary.too_recent += len(held)
+    summary.too_recent_spend += exact_sum(held)
+    if not settled.all():
+        unsettled_starts.append(int(rows.column("start_ms").to_numpy()[~settled].min()))
+    month = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    summary.before_this_month += int((missing["end_ms"] < to_ms(month)).sum())
+    to_send = [event for event, ready in zip(events, settled, strict=True) if ready]
+    planned = summary.plan or Plan(count=0, spend=ZERO, by_customer=_by_customer([]))
+    if settings.max_events is not None:
+        to_send = to_send[: max(settings.max_events - planned.count, 0)]
+    by_customer = pd.concat([planned.by_customer, _by_customer(to_send)])
+    grouped = by_customer.groupby("subscription", sort=True)
+    summary.plan = Plan(
+        count=planned.count + len(to_send),
+        spend=planned.spend + _spend(to_send),
+        by_customer=pd.DataFrame(
+            {"events": grouped["events"].sum(), "spend": grouped["spend"].sum()}
+        ).reset_index(),
+        sample=(*planned.sample, *to_send[: max(SAMPLE - len(planned.sample), 0)]),
+    )
+    return rows, to_send
 
 
 def _settled(rows: pa.Table, settings: JobSettings, now: dt.datetime) -> np.ndarray:
@@ -180,15 +237,12 @@ def _settled(rows: pa.Table, settings: JobSettings, now: dt.datetime) -> np.ndar
 
 
 def _covered_until(
-    settings: JobSettings, summary: RunSummary, rows: pa.Table, settled: np.ndarray
+    settings: JobSettings, summary: RunSummary, first_unsettled_ms: int | None
 ) -> dt.datetime | None:
     """For a nightly run that sent every settled row: where its full coverage ends."""
     if settings.mode != "run" or settings.dry_run or settings.customers or summary.left_unsent:
         return None
-    if settled.all():
-        return settings.window.until
-    start_ms = int(rows.column("start_ms").to_numpy()[~settled].min())
-    return from_ms(start_ms)
+    return settings.window.until if first_unsettled_ms is None else from_ms(first_unsettled_ms)
 
 
 def _spend(events: Iterable[Mapping[str, Any]]) -> Decimal:
@@ -196,6 +250,7 @@ def _spend(events: Iterable[Mapping[str, Any]]) -> Decimal:
 
 
 def _by_customer(events: list[dict[str, Any]]) -> pd.DataFrame:
+    """Events and spend per subscription (columns subscription, events, spend)."""
     frame = pd.DataFrame(
         {
             "subscription": [event["external_subscription_id"] for event in events],
@@ -204,7 +259,12 @@ def _by_customer(events: list[dict[str, Any]]) -> pd.DataFrame:
         columns=["subscription", "spend"],
     )
     grouped = frame.groupby("subscription", sort=True)
-    return pd.DataFrame({"events": grouped.size(), "spend": grouped["spend"].sum()}).reset_index()
+    counts = pd.DataFrame({"events": grouped.size(), "spend": grouped["spend"].sum()})
+    return (
+        counts.reset_index()
+        if len(frame)
+        else pd.DataFrame(columns=["subscription", "events", "spend"])
+    )
 
 
 def _recorded(settings: JobSettings, client: LagoClient) -> Mapping[str, Any]:
@@ -214,6 +274,7 @@ def _recorded(settings: JobSettings, client: LagoClient) -> Mapping[str, Any]:
         "max_delay_seconds": margins.max_delay.total_seconds(),
         "longest_request_seconds": margins.longest.total_seconds(),
         "settle_seconds": settings.settle.total_seconds(),
+        "slice_seconds": settings.slice.total_seconds(),
         "customers": sorted(settings.customers),
         "dry_run": settings.dry_run,
         "max_events": settings.max_events,

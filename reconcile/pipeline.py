@@ -1,25 +1,19 @@
-"""Read, list, match: a window's spend logs and Lago's events, matched. Sends nothing."""
+"""What the pass shares: stage timing, the rows as the matcher reads them, its settings."""
 
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from reconcile.expected import Expected, expected_events
-from reconcile.lago.client import LagoClient
-from reconcile.lago.events import arrow_page, frame
-from reconcile.matching import MatchResult, MatchSettings, match
-from reconcile.postgres import Database
+from reconcile.matching import MatchSettings
 from reconcile.settings import JobSettings
-from reconcile.spendlogs.read import open_snapshot, read_window
-from reconcile.window import Window, duration_ms, to_ms
+from reconcile.window import duration_ms, to_ms
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +35,7 @@ ROW_COLUMNS = {
 
 
 class Stopwatch:
-    """Seconds per stage, into a dict, with one log line each."""
+    """Seconds per stage (summed over its turns), into a dict, with a log line each turn."""
 
     def __init__(self, seconds: dict[str, float] | None = None, *, level: int = logging.INFO):
         self.seconds = {} if seconds is None else seconds
@@ -54,69 +48,14 @@ class Stopwatch:
         try:
             yield
         finally:
-            self.seconds[stage] = round(time.monotonic() - started, 3)
-            log.log(self.level, "stage %s took %.1f s", stage, self.seconds[stage])
+            took = time.monotonic() - started
+            self.seconds[stage] = round(self.seconds.get(stage, 0.0) + took, 3)
+            log.log(self.level, "stage %s took %.1f s", stage, took)
 
 
-def read_and_match(
-    database: Database,
-    client: LagoClient,
-    settings: JobSettings,
-    *,
-    now: dt.datetime,
-    clock: Stopwatch | None = None,
-    observe: Callable[[pa.Table], None] | None = None,
-) -> tuple[Expected, MatchResult]:
-    """The window's expected events and Lago's, matched.
-
-    `observe` sees every classified row of the window itself (all classes, margins left out).
-    Lago is listed over `Expected.listing`: never past `now - settings.settle`.
-    """
-    clock = clock or Stopwatch()
-    with clock("read spend logs"), open_snapshot(database) as connection:
-
-        def read(window: Window, ended_since: dt.datetime | None) -> Iterator[pa.Table]:
-            return read_window(
-                connection,
-                database,
-                settings.charge_by,
-                window,
-                chunk_rows=settings.chunk_rows,
-                ended_since=ended_since,
-            )
-
-        expected = expected_events(
-            read,
-            window=settings.window,
-            margins=settings.margins,
-            settle_point=now - settings.settle,
-            code=settings.code,
-            customers=settings.customers,
-            observe=observe,
-        )
-    with clock("list Lago events"):
-        events = lago_events(client, settings.code, expected.listing, settings.customers)
-    with clock("match"):
-        result = match(rows_frame(expected), events, match_settings(settings))
-    return expected, result
-
-
-def lago_events(
-    client: LagoClient, code: str, listing: Window, customers: frozenset[str]
-) -> pd.DataFrame:
-    """Lago's events of `code` over `listing` (both edges in), of `customers` if any."""
-    if not customers:
-        return frame(client.list_slices(code, listing, arrow_page))
-    frames = [
-        frame(client.list_slices(code, listing, arrow_page, subscription=customer))
-        for customer in sorted(customers)
-    ]
-    return pd.concat(frames, ignore_index=True)
-
-
-def rows_frame(expected: Expected) -> pd.DataFrame:
-    """The expected events as the matcher reads rows (ROW_COLUMNS)."""
-    table = expected.events.select(list(ROW_COLUMNS))
+def rows_frame(events: pa.Table) -> pd.DataFrame:
+    """Expected events (reconcile.expected's schema) as the matcher reads rows (ROW_COLUMNS)."""
+    table = events.select(list(ROW_COLUMNS))
     for name in ("external_subscription_id", "model", "custom_llm_provider"):
         # Few distinct values: categories, not a million strings.
         position = table.column_names.index(name)
@@ -138,4 +77,5 @@ def match_settings(settings: JobSettings) -> MatchSettings:
         until_ms=to_ms(settings.window.until),
         skew_ms=duration_ms(margins.skew),
         max_delay_ms=duration_ms(margins.max_delay),
+        block_ms=duration_ms(settings.slice),
     )

@@ -89,7 +89,7 @@ def plan_lines(plan: Plan, *, top: int = 20) -> list[str]:
     rows.append(
         [
             f"total ({customers:,} customer{'s' if customers != 1 else ''})",
-            len(plan.events),
+            plan.count,
             plan.spend,
         ]
     )
@@ -175,7 +175,7 @@ def run_summary(summary: RunSummary, *, lago: str) -> str:
         for reason, (count, cost) in sorted(summary.unexplained.items())
     ]
     lines += table(rows)
-    if summary.settings.dry_run and summary.plan is not None and summary.plan.events:
+    if summary.settings.dry_run and summary.plan is not None and summary.plan.count:
         lines += ["", *plan_lines(summary.plan)]
     lines += _warnings(summary)
     timings = ", ".join(f"{stage} {seconds:.1f} s" for stage, seconds in summary.seconds.items())

@@ -177,9 +177,12 @@ LINE_FIELDS: tuple[str, ...] = tuple(field.name for field in dataclasses.fields(
 class Plan:
     """The backfill about to happen: for a confirmation prompt and the dry-run listing."""
 
-    events: list[dict[str, Any]]
+    count: int
+    """Events to send."""
     spend: Decimal
     by_customer: pd.DataFrame  # subscription, events, spend
+    sample: tuple[dict[str, Any], ...] = ()
+    """The first few of them, as they would be sent."""
 
 
 @dataclasses.dataclass

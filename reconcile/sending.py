@@ -39,6 +39,8 @@ def send(
     ones under way are answered, and the events never sent lose their `sending` rows.
     """
     run_id = summary.run_id or 0
+    # A run sends step by step: what earlier steps delivered stays counted.
+    sent, already, spend = summary.sent, summary.already_in_lago, summary.sent_spend
     ledger.record_sending(run_id, events)  # first: an interruption leaves a trace to confirm
     costs = {event_name(event): event["properties"]["response_cost"] for event in events}
     waiting, done = SendReport(), SendReport()
@@ -46,7 +48,10 @@ def send(
     def record(part: SendReport) -> None:
         waiting.add(part)
         done.add(part)
-        summary.sent, summary.already_in_lago = done.sent, len(done.already_in_lago)
+        summary.sent, summary.already_in_lago = (
+            sent + done.sent,
+            already + len(done.already_in_lago),
+        )
         if len(waiting.delivered) + len(waiting.already_in_lago) >= RECORD_EVERY:
             _flush(ledger, run_id, waiting)
 
@@ -65,12 +70,12 @@ def send(
     try:
         report = client.send_events(feed(), on_batch=record)
     except BaseException:
-        summary.sent_spend = exact_sum(costs[name] for name in done.delivered)
+        summary.sent_spend = spend + exact_sum(costs[name] for name in done.delivered)
         log.warning(
             "%s event(s) were delivered (and %s found already in Lago) before the error; "
             "running again sends the rest",
-            f"{done.sent:,}",
-            f"{len(done.already_in_lago):,}",
+            f"{summary.sent:,}",
+            f"{summary.already_in_lago:,}",
         )
         try:  # what was delivered stays recorded, even on failure...
             _flush(ledger, run_id, waiting)
@@ -78,8 +83,9 @@ def send(
             log.warning("the ledger could not record what was sent: %s", ledger_error)
         raise
     _flush(ledger, run_id, waiting)
-    summary.sent, summary.already_in_lago = report.sent, len(report.already_in_lago)
-    summary.sent_spend = exact_sum(costs[name] for name in report.delivered)
+    summary.sent = sent + report.sent
+    summary.already_in_lago = already + len(report.already_in_lago)
+    summary.sent_spend = spend + exact_sum(costs[name] for name in report.delivered)
     if fed < len(events):
         unsent = [event_name(event) for event in events[fed:]]
         ledger.forget_unsent(run_id, unsent)
@@ -91,22 +97,16 @@ def interrupted(reason: str, summary: RunSummary) -> str:
     """The one line an interrupted run ends with: what it sent, what remains, what to do."""
     cause = f"interrupted by {reason}" if reason.startswith("SIG") else f"interrupted ({reason})"
     run = f"run {summary.run_id} is recorded as interrupted"
-    plan = summary.plan
-    if plan is None:
-        return (
-            f"{cause} while reading and matching, before anything was sent; {run}; run the "
-            "same command again to reconcile the window"
+    if summary.sent + summary.already_in_lago == 0:
+        done = "before anything was sent"
+    else:
+        done = (
+            f"{summary.sent:,} event(s) sent to Lago (${summary.sent_spend:,.2f}), "
+            f"{summary.already_in_lago:,} found already there"
         )
-    done = summary.sent + summary.already_in_lago
-    remaining = len(plan.events) - done
-    where = "before sending anything" if done == 0 else "between two batches"
-    held = summary.missing - len(plan.events)
     return (
-        f"{cause} {where}: {summary.sent:,} event(s) sent to Lago (${summary.sent_spend:,.2f})"
-        f", {summary.already_in_lago:,} found already there; {remaining:,} of the "
-        f"{len(plan.events):,} to send remain unsent"
-        + (f" ({held:,} more held back or over --max-events)" if held else "")
-        + f"; {run}; run the same command again to send the rest, exactly once"
+        f"{cause}: {done}; {run}; run the same command again to go on from where it "
+        "stopped, sending the rest exactly once"
     )
 
 

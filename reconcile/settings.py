@@ -12,6 +12,8 @@ from reconcile.errors import ConfigError
 from reconcile.margins import DEFAULT_SETTLE, Margins
 from reconcile.window import Window
 
+#: The span of time the pass reads, lists, matches and commits at a time.
+DEFAULT_SLICE = dt.timedelta(hours=1)
 #: Rows per chunk read from Postgres: memory stays flat whatever the window's size.
 DEFAULT_CHUNK_ROWS = 20_000
 
@@ -89,4 +91,5 @@ class JobSettings:
     dry_run: bool = False
     max_events: int | None = None
     chunk_rows: int = DEFAULT_CHUNK_ROWS
+    slice: dt.timedelta = DEFAULT_SLICE
     tolerance: Decimal = Decimal("0.01")

@@ -33,7 +33,7 @@ def traffic(draw: st.DrawFn) -> tuple[pd.DataFrame, pd.DataFrame]:
     rows: list[dict[str, Any]] = []
     events: list[dict[str, Any]] = []
     for index in range(draw(st.integers(0, 40))):
-        start = draw(st.integers(0, 120 * MINUTE))
+        start = draw(st.sampled_from(range(120))) * MINUTE + draw(st.integers(0, MINUTE))
         end = start + draw(st.sampled_from([0, 1_000, 30_000, 10 * MINUTE, 60 * MINUTE]))
         fields = {
             "subscription": draw(st.sampled_from(["a", "b"])),
@@ -61,7 +61,9 @@ def traffic(draw: st.DrawFn) -> tuple[pd.DataFrame, pd.DataFrame]:
         if fate == "twice":
             events.append({**event, "timestamp_ms": end + offset})  # a ClickHouse copy
     for index in range(draw(st.integers(0, 6))):  # strays: duplicates, mismatches, no request
-        near = draw(st.sampled_from(rows)) if rows and draw(st.booleans()) else None
+        near: dict[str, Any] | None = None
+        if rows and draw(st.booleans()):
+            near = rows[draw(st.integers(0, len(rows) - 1))]
         time = draw(st.integers(0, 200 * MINUTE)) if near is None else near["end_ms"]
         events.append({"transaction_id": f"stray-{index}", "subscription": "a",
                        "model": draw(st.sampled_from(["m", "x"])), "prompt_tokens": 10,
@@ -116,8 +118,8 @@ def sliced(
 @settings(deadline=None)
 @given(
     data=traffic(),
-    row_cuts=st.lists(st.integers(-10 * MINUTE, 260 * MINUTE), max_size=8),
-    event_cuts=st.lists(st.integers(-10 * MINUTE, 260 * MINUTE), max_size=8),
+    row_cuts=st.lists(st.sampled_from(range(-10 * MINUTE, 260 * MINUTE, 3_001)), max_size=8),
+    event_cuts=st.lists(st.sampled_from(range(-10 * MINUTE, 260 * MINUTE, 3_001)), max_size=8),
 )
 def test_slices_cut_anywhere_decide_as_the_whole_window(
     data: tuple[pd.DataFrame, pd.DataFrame], row_cuts: list[int], event_cuts: list[int]
@@ -164,7 +166,7 @@ def test_memory_holds_blocks_not_the_window() -> None:
     events = rows[EVENT_COLUMNS[:-1]].assign(
         transaction_id=[f"uuid-{n}" for n in range(len(rows))], timestamp_ms=rows["end_ms"] + 5
     )
-    stream, most, statuses = StreamMatch(SETTINGS), 0, []
+    stream, most, statuses = StreamMatch(SETTINGS), 0, list[str]()
     for hour in range(24):
         low, high = hour * 60 * MINUTE, (hour + 1) * 60 * MINUTE
         decided = stream.add(
@@ -218,3 +220,68 @@ def test_a_stray_is_judged_by_rows_decided_in_an_earlier_block() -> None:
     for result in (match(rows, events, SETTINGS), sliced(rows, events, [0], [end])):
         assert list(result.events["status"]) == ["matched", "unexplained"]
         assert list(result.events["reason"]) == ["", "duplicate"]
+
+
+def _outcomes(
+    result: MatchResult, rows: pd.DataFrame, events: pd.DataFrame
+) -> tuple[dict[int, tuple[Any, ...]], dict[int, tuple[Any, ...]]]:
+    """Per original row and event position: status, partner's original position, how/why.
+
+    `rows` and `events` are the frames the result's numbers refer to, with a `position`."""
+    row_at = np.append(rows["position"].to_numpy(dtype=np.int64), -1)  # [-1]: no partner
+    event_at = np.append(events["position"].to_numpy(dtype=np.int64), -1)
+    decided_rows, decided_events = result.rows, result.events
+    return (
+        {
+            int(row_at[number]): (status, int(event_at[partner]), how)
+            for number, status, partner, how in zip(
+                decided_rows.index.to_numpy(dtype=np.int64), decided_rows["status"],
+                decided_rows["event"].to_numpy(dtype=np.int64), decided_rows["matched_by"],
+                strict=True,
+            )
+        },
+        {
+            int(event_at[number]): (status, int(row_at[partner]), why)
+            for number, status, partner, why in zip(
+                decided_events.index.to_numpy(dtype=np.int64), decided_events["status"],
+                decided_events["row"].to_numpy(dtype=np.int64), decided_events["reason"],
+                strict=True,
+            )
+        },
+    )  # fmt: skip
+
+
+@settings(deadline=None)
+@given(data=traffic(), cut=st.sampled_from(range(0, 260 * MINUTE, 3_001)))
+def test_a_pass_resumed_from_its_frontier_decides_the_rest_as_the_whole(
+    data: tuple[pd.DataFrame, pd.DataFrame], cut: int
+) -> None:
+    """Killed after reading to `cut`, a new pass started at the frontier, given the margins
+    before it again, decides each row and event left exactly as the whole window does."""
+    rows, events = data
+    rows, events = (
+        rows.assign(position=range(len(rows))),
+        events.assign(position=range(len(events))),
+    )
+    whole = _outcomes(match(rows, events, SETTINGS), rows, events)
+    first = StreamMatch(SETTINGS)
+    head_rows = rows[rows["start_ms"] < cut].reset_index(drop=True)
+    head_events = events[events["timestamp_ms"] < cut].reset_index(drop=True)
+    before = _outcomes(
+        first.add(head_rows, head_events, rows_until_ms=cut, events_until_ms=cut),
+        head_rows,
+        head_events,
+    )
+    decided_ms, taken = first.frontier()
+    context = decided_ms - 2 * SETTINGS.reach - SETTINGS.block_ms
+    second = StreamMatch(SETTINGS)
+    second.resume(decided_ms, taken)
+    again_rows = rows[rows["end_ms"] >= context].reset_index(drop=True)  # long ones included
+    again_events = events[events["timestamp_ms"] >= context].reset_index(drop=True)
+    far = 1 << 62
+    later = second.add(again_rows, again_events, rows_until_ms=far, events_until_ms=far)
+    after = [_outcomes(part, again_rows, again_events) for part in (later, second.finish())]
+    for side in (0, 1):
+        parts = [before[side], *(outcome[side] for outcome in after)]
+        assert sum(len(part) for part in parts) == len(whole[side])  # each decided once
+        assert {key: value for part in parts for key, value in part.items()} == whole[side]

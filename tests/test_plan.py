@@ -32,7 +32,7 @@ def plan_of(customers: dict[str, list[str]]) -> Plan:
         }
     )
     spend = sum((Decimal(cost) for costs in customers.values() for cost in costs), Decimal(0))
-    return Plan(events=events, spend=spend, by_customer=frame)
+    return Plan(count=len(events), spend=spend, by_customer=frame, sample=tuple(events[:5]))
 
 
 def cells(line: str) -> list[str]:

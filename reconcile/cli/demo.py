@@ -109,9 +109,9 @@ def demo(
     click.echo("\n".join(render.table([[label, value] for label, value in checks])), err=True)
     first = result.runs[0] if result.runs else None
     if first is not None and first.plan is not None and sample:
-        shown = first.plan.events[:sample]
+        shown = first.plan.sample[:sample]
         click.echo(
-            f"\nstdout: {len(shown)} of the {len(first.plan.events):,} events the first run "
+            f"\nstdout: {len(shown)} of the {first.plan.count:,} events the first run "
             "backfilled, one JSON object per line, as sent to Lago",
             err=True,
         )

@@ -336,7 +336,7 @@ def _finish(ctx: click.Context, summary: RunSummary, source: Database, lago: str
     report = run_report(summary, source=str(source), lago=lago)
     click.echo("\n" + summary_text(report), err=True)
     if summary.settings.dry_run and summary.plan is not None:
-        for event in summary.plan.events[:5]:  # a sample of what would be sent: data, on stdout
+        for event in summary.plan.sample:  # a sample of what would be sent: data, on stdout
             click.echo(json.dumps(event, ensure_ascii=False))
     if not summary.complete:
         ctx.exit(EXIT_UNSENT)

@@ -100,21 +100,22 @@ def state_settings(
     return StateSettings(postgres(ctx, url, setting=setting), schema)
 
 
-def confirmer(*, yes: bool, above: int, lago: str) -> Callable[[Plan], bool]:
+def confirmer(*, yes: bool, above: int, lago: str) -> Callable[[Plan], bool] | None:
     """Show the plan and ask before sending more than `above` events, on a terminal only.
 
-    Cron never blocks: without a terminal on stdin nothing is asked. No answer (end of input,
-    Ctrl-C) is a no that raises Interrupted: exit 5, nothing sent.
+    Cron never blocks: without a terminal on stdin (or with --yes) there is nothing to ask,
+    and None says so (the run then plans nothing ahead). No answer (end of input, Ctrl-C) is
+    a no that raises Interrupted: exit 5, nothing sent.
     """
+    if yes or not sys.stdin.isatty():
+        return None
 
     def confirm(plan: Plan) -> bool:
-        if yes or len(plan.events) <= above or not sys.stdin.isatty():
+        if plan.count <= above:
             return True
         click.echo("\n".join(["", *render.plan_lines(plan), ""]), err=True)
         try:
-            return click.confirm(
-                f"Send these {len(plan.events):,} events to Lago at {lago}?", err=True
-            )
+            return click.confirm(f"Send these {plan.count:,} events to Lago at {lago}?", err=True)
         except click.Abort:  # end of input (Ctrl-D) or Ctrl-C: taken as no
             click.echo(err=True)
             raise Interrupted("no answer at the prompt, taken as no") from None

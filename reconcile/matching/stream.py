@@ -12,6 +12,8 @@ lookahead and two reaches of context are held at a time.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import numpy as np
 import pandas as pd
 
@@ -35,6 +37,9 @@ from reconcile.matching.types import (
     RowStatus,
 )
 
+EventKey = tuple[str | None, str | None, int]
+"""An event's identity: transaction_id, subscription, timestamp_ms."""
+
 _BILLED, _MISSING, _NEIGHBOUR = (ROW_STATUSES.index(status) for status in RowStatus)
 _MATCHED, _NEIGHBOUR_EVENT, _COPY, _UNEXPLAINED, _OUTSIDE = (
     EVENT_STATUSES.index(status) for status in EventStatus
@@ -54,6 +59,7 @@ class StreamMatch:
         self._events = _numbered(pd.DataFrame(columns=list(EVENT_COLUMNS)), "timestamp_ms", 0)
         self._added = [0, 0]
         self._last_end: int | None = None
+        self._resumed: tuple[int, frozenset[EventKey]] | None = None
 
     @property
     def held(self) -> tuple[int, int]:
@@ -82,13 +88,46 @@ class StreamMatch:
         fresh_events = _numbered(events, "timestamp_ms", self._added[1])
         fresh_events["_copy"] = copies(events)
         self._added = [self._added[0] + len(rows), self._added[1] + len(events)]
-        fresh_events.loc[fresh_events["_copy"], "_status"] = _COPY
-        fresh_events.loc[fresh_events["_copy"], "_done"] = True
+        if self._resumed is not None:
+            self._as_decided(fresh_rows, fresh_events, *self._resumed)
         self._rows = _joined([self._rows, fresh_rows])
         self._events = _joined([self._events, fresh_events])
-        decided = [(fresh_rows.iloc[:0], fresh_events[fresh_events["_copy"]])]
-        decided.extend(self._advance(rows_until_ms, events_until_ms))
-        return _result(decided)
+        decided = self._advance(rows_until_ms, events_until_ms)
+        return _result([(fresh_rows.iloc[:0], fresh_events.iloc[:0]), *decided])
+
+    def resume(self, decided_ms: int, taken: Iterable[EventKey]) -> None:
+        """Go on from where another pass's `frontier()` stood: what it decided stays decided.
+
+        Rows and events added from now on that it had decided are context, never decided (or
+        returned) again; add them as they were, from two reaches and a block before it.
+        """
+        self._last_end = decided_ms
+        self._resumed = (decided_ms, frozenset(taken))
+
+    def frontier(self) -> tuple[int, tuple[EventKey, ...]]:
+        """Everything before the first time is decided; and so are these events after it."""
+        if self._last_end is None:
+            return -(1 << 62), ()
+        events = self._events
+        after = events[
+            events["_done"].to_numpy()
+            & ~events["_copy"].to_numpy()
+            & (events["_time"].to_numpy() + self.settings.skew_ms >= self._last_end)
+        ]
+        return self._last_end, _keys(after)
+
+    def _as_decided(
+        self, rows: pd.DataFrame, events: pd.DataFrame, decided_ms: int, taken: frozenset[EventKey]
+    ) -> None:
+        """Mark what a pass that stood at `decided_ms` had decided (resume)."""
+        rows["_done"] = rows["_time"].to_numpy() < decided_ms
+        time = events["_time"].to_numpy()
+        done = time + self.settings.skew_ms < decided_ms
+        later = np.flatnonzero(~done & ~events["_copy"].to_numpy())
+        if len(later) and taken:
+            keys = _keys(events.iloc[later])
+            done[later[[key in taken for key in keys]]] = True
+        events["_done"] = done
 
     def finish(self) -> MatchResult:
         """Decide everything still held: nothing more will be added."""
@@ -130,10 +169,16 @@ class StreamMatch:
         row_view = np.flatnonzero(
             ~held_rows["_done"].to_numpy() & (held_rows["_time"].to_numpy() < end + lookahead)
         )
+        open_events = ~held_events["_done"].to_numpy()
+        copy = held_events["_copy"].to_numpy()
         event_view = np.flatnonzero(
-            ~held_events["_done"].to_numpy()
+            open_events
+            & ~copy
             & (held_events["_time"].to_numpy() < end + lookahead + settings.max_delay_ms)
         )
+        copies_now = held_events.index.to_numpy()[
+            open_events & copy & (held_events["_time"].to_numpy() + settings.skew_ms < end)
+        ]
         rows = held_rows.iloc[row_view].reset_index(drop=True)
         events = held_events.iloc[event_view].reset_index(drop=True)
         row_side, event_side, in_window = read_sides(rows, events, settings)
@@ -164,7 +209,10 @@ class StreamMatch:
         held_events.loc[decided_events, "_status"] = event_status[final_event]
         held_events.loc[decided_events, "_partner"] = partner[final_event]
         held_events.loc[decided_events, "_done"] = True
-        unexplained = decided_events[event_status[final_event] == _UNEXPLAINED]
+        held_events.loc[copies_now, "_status"] = _COPY
+        held_events.loc[copies_now, "_done"] = True
+        decided_events = np.sort(np.concatenate([decided_events, copies_now]))
+        unexplained = event_numbers[final_event][event_status[final_event] == _UNEXPLAINED]
         if len(unexplained):
             held_events.loc[unexplained, "_reason"] = self._reasons(end, lookahead, unexplained)
         decided = held_rows.loc[decided_rows], held_events.loc[decided_events]
@@ -190,6 +238,15 @@ class StreamMatch:
         return reasons(row_side, event_side, where, settings).astype(np.int8)
 
 
+def _keys(events: pd.DataFrame) -> tuple[EventKey, ...]:
+    """The events' identities (EventKey), in order."""
+    names = [
+        [None if pd.isna(value) else str(value) for value in events[column].astype(object)]
+        for column in ("transaction_id", "subscription")
+    ]
+    return tuple(zip(*names, events["_time"].astype(np.int64).tolist(), strict=True))
+
+
 def _at(values: np.ndarray, positions: np.ndarray, absent: object) -> np.ndarray:
     """values[positions], `absent` where a position is -1."""
     found = np.full(len(positions), absent, dtype=values.dtype)
@@ -210,6 +267,7 @@ def _numbered(frame: pd.DataFrame, time: str, first: int) -> pd.DataFrame:
         _partner=np.int64(-1),
         _matched_by=np.int8(0),
         _reason=np.int8(0),
+        _copy=False,
     )
 
 

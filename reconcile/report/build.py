@@ -12,11 +12,11 @@ from decimal import Decimal
 
 import reconcile
 from reconcile.errors import ConfigError
+from reconcile.forward import forward_pass
 from reconcile.lago.client import LagoClient
 from reconcile.ledger import DEFAULT_SCHEMA, NoLedger, read_backfilled
 from reconcile.margins import DEFAULT_SETTLE, Margins
 from reconcile.money import ZERO
-from reconcile.pipeline import Stopwatch, read_and_match
 from reconcile.postgres import Database
 from reconcile.report.aggregate import Tallies, add_matches, observe_rows
 from reconcile.report.lines import sorted_lines, totals
@@ -109,7 +109,7 @@ def build_report(
     backfilled = _backfilled(state or database, state_schema, settings, margin, notes)
     in_finalized = _finalized_lookup(finalized)
     tallies, daily = Tallies(), []
-    quiet, started = Stopwatch(level=logging.DEBUG), time.monotonic()
+    started = time.monotonic()
     for day, part in local_days(settings.window, zone):
         log.debug("report: %s", day)  # a long report's days: not a line each in cron's logs
         day_tallies = Tallies()
@@ -124,12 +124,17 @@ def build_report(
             dry_run=True,
             chunk_rows=settings.chunk_rows,
         )
-        expected, result = read_and_match(
-            database, client, job, now=now, observe=observe_rows(day_tallies, label), clock=quiet
-        )
-        add_matches(
-            day_tallies, expected, result, label, backfilled=backfilled, finalized=in_finalized
-        )
+        for step in forward_pass(
+            database, client, job, now=now, observe=observe_rows(day_tallies, label)
+        ):
+            add_matches(
+                day_tallies,
+                step.expected,
+                step.result,
+                label,
+                backfilled=backfilled,
+                finalized=in_finalized,
+            )
         day_lines = day_tallies.lines(settings.tolerance)
         daily.append(
             DailySpend(

@@ -1,0 +1,310 @@
+"""The forward pass: a window read, listed and matched slice by slice, in bounded memory.
+
+Slices are spans of time (`JobSettings.slice`, an hour by default, on a grid from the Unix
+epoch). Step by step the pass reads the spend logs of the next slice of "startTime", lists
+Lago's events of the next slice of timestamps, and hands both to the matcher's forward pass
+(reconcile.matching.stream), which decides every block of time nothing unread can change.
+Each step yields what it decided; only the slices in flight and their margins are held. The
+ranges read and listed are those of reconcile.margins, so a window gets the answer it would
+get read whole, and a pass started from the `Frontier` another one reached (resume) goes on
+exactly as that one would have, reading and listing again only the margins before it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import logging
+from collections.abc import Callable, Iterable, Iterator
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from reconcile.attribute import Tally, tally
+from reconcile.expected import EXPECTED_SCHEMA, Expected, expected_chunk
+from reconcile.lago.client import LagoClient
+from reconcile.lago.events import arrow_page, frame
+from reconcile.matching import MatchResult
+from reconcile.matching.stream import StreamMatch
+from reconcile.pipeline import match_settings, rows_frame
+from reconcile.postgres import Database
+from reconcile.settings import JobSettings
+from reconcile.spendlogs.read import open_snapshot, read_window
+from reconcile.window import Window, duration_ms, from_ms, to_ms
+
+log = logging.getLogger(__name__)
+
+FAR = 1 << 62
+"""Past any time: nothing more will come."""
+
+EventKey = tuple[str | None, str | None, int]
+"""An event's identity: transaction_id, subscription, timestamp_ms."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Frontier:
+    """Where a pass stands (Unix ms), enough for another to go on from there.
+
+    Everything before `decided_ms` is decided, and so are the events after it in `taken`
+    (they bill rows that ended before it). The window's rows that started before `tallied_ms`
+    are counted; `last_end_ms` is the latest endTime among them (how far Lago is listed).
+    """
+
+    decided_ms: int
+    tallied_ms: int
+    last_end_ms: int | None = None
+    taken: tuple[EventKey, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class Step:
+    """What one step decided, and how far the pass has come.
+
+    `expected.events` holds the rows decided, position for position with `result.rows` (whose
+    `event` is a position in `result.events`); `expected.tally` counts the window's own rows
+    first read in this step, whatever their class.
+    """
+
+    expected: Expected
+    result: MatchResult
+    frontier: Frontier
+    slices_done: int
+    slices_total: int
+    rows_read: int
+    events_listed: int
+
+
+def forward_pass(
+    database: Database,
+    client: LagoClient,
+    settings: JobSettings,
+    *,
+    now: dt.datetime,
+    start: Frontier | None = None,
+    observe: Callable[[pa.Table], None] | None = None,
+) -> Iterator[Step]:
+    """The window's steps in time order, one per slice; the last decides everything left.
+
+    `observe` sees every classified row of the window itself once (all classes, margins left
+    out). Lago is listed over reconcile.margins' listing, never past `now - settings.settle`.
+    """
+    window, margins = settings.window, settings.margins
+    since, until = to_ms(window.since), to_ms(window.until)
+    margin, skew = duration_ms(margins.margin), duration_ms(margins.skew)
+    settle_point = now - settings.settle
+    matcher = match_settings(settings)
+    state = _Pass(settings, StreamMatch(matcher), observe, start)
+    rows_at, events_at = since - margin, since - skew
+    if start is not None:  # the margins before the frontier: context, not decided again
+        context = start.decided_ms - 2 * matcher.reach - matcher.block_ms
+        rows_at, events_at = max(rows_at, context), max(events_at, context)
+    longest = max(duration_ms(margins.longest), margin)
+    first, size = rows_at // matcher.block_ms, matcher.block_ms
+    rows_end: int | None = None  # known once the window's own rows are all read
+    listing_end: int | None = None  # the listing's last instant
+    with open_snapshot(database) as connection:
+
+        def read(low: int, high: int, ended_since: int | None = None) -> Iterator[pa.Table]:
+            yield from read_window(
+                connection,
+                database,
+                settings.charge_by,
+                Window(from_ms(low), from_ms(high)),
+                chunk_rows=settings.chunk_rows,
+                ended_since=None if ended_since is None else from_ms(ended_since),
+            )
+            connection.rollback()  # each slice its own snapshot: none held for hours
+
+        long_since = max(since - longest, rows_at - longest)
+        if long_since < rows_at:  # long requests that started earlier and end in the range
+            state.read(read(long_since, rows_at, rows_at), upto=None)
+        while rows_end is None or rows_at < rows_end or events_at <= (listing_end or -FAR):
+            cap = listing_end
+            if cap is None:  # the least the listing reaches, whatever the rows say
+                cap = to_ms(margins.listing(window, None, settle_point).until)
+            moving = [rows_at] if rows_end is None or rows_at < rows_end else []
+            moving += [events_at] if events_at <= cap else []
+            edge = (min(moving) // size + 1) * size
+            if rows_end is None or rows_at < rows_end:
+                high = edge if rows_end is None else min(edge, rows_end)
+                state.read(read(rows_at, high), upto=high)
+                rows_at = high
+                if rows_end is None and rows_at >= until + margin:
+                    last = None if state.last_end is None else from_ms(state.last_end)
+                    listing_end = to_ms(margins.listing(window, last, settle_point).until)
+                    rows_end = max(until + margin, listing_end + skew)
+                    cap = listing_end
+            if events_at <= cap:
+                high = min(edge, cap + 1)
+                state.list(client, events_at, high)
+                events_at = high
+            rows_done = rows_end is not None and rows_at >= rows_end
+            events_done = listing_end is not None and events_at > listing_end
+            total = (max(rows_end or until + margin, events_at) - 1) // size + 1 - first
+            yield state.step(
+                FAR if rows_done else rows_at,
+                FAR if events_done else events_at,
+                (min(rows_at, events_at) // size - first, total),
+            )
+    yield state.step(FAR, FAR, None)
+
+
+class _Pass:
+    """What a pass holds between steps: the matcher, the rows it has not decided, the counts."""
+
+    def __init__(
+        self,
+        settings: JobSettings,
+        stream: StreamMatch,
+        observe: Callable[[pa.Table], None] | None,
+        start: Frontier | None,
+    ) -> None:
+        self.settings, self.stream, self.observe = settings, stream, observe
+        self.tallied = start.tallied_ms if start is not None else -FAR
+        self.last_end = start.last_end_ms if start is not None else None
+        if start is not None:
+            stream.resume(start.decided_ms, start.taken)
+        self.held = EXPECTED_SCHEMA.empty_table()  # rows added, not yet decided, in order
+        self.held_numbers = np.zeros(0, dtype=np.int64)
+        self.numbered = 0
+        self.fresh: list[pa.Table] = []
+        self.listed: list[pd.DataFrame] = []
+        self.tally = Tally()
+        self.rows_read = self.events_listed = 0
+        self.longest_warned = False
+
+    def read(self, chunks: Iterable[pa.Table], upto: int | None) -> None:
+        """Take read spend-log rows: tally the window's own, keep their expected events.
+
+        `upto`: every row that started before it has now been read (None: a partial read).
+        """
+        settings = self.settings
+        for rows in chunks:
+            events, own = expected_chunk(
+                rows, window=settings.window, code=settings.code, customers=settings.customers
+            )
+            self.rows_read += rows.num_rows
+            fresh = pc.greater_equal(own.column("start_ms"), self.tallied)
+            own = own.filter(fresh)
+            self.tally += tally(own)
+            if self.observe is not None and own.num_rows:
+                self.observe(own)
+            inside = events.filter(events.column("in_window"))
+            if inside.num_rows:
+                latest = int(pc.max(inside.column("end_ms")).as_py())
+                self.last_end = latest if self.last_end is None else max(self.last_end, latest)
+            self._warn_long(events)
+            self.fresh.append(events)
+        if upto is not None:
+            self.tallied = max(self.tallied, upto)
+
+    def list(self, client: LagoClient, low: int, high: int) -> None:
+        """Take Lago's events stamped in [low, high) (of the customers asked for, if any)."""
+        listing = Window(from_ms(low), from_ms(high))
+        code, customers = self.settings.code, self.settings.customers
+        if customers:
+            parts = [
+                frame(client.list_slices(code, listing, arrow_page, subscription=customer))
+                for customer in sorted(customers)
+            ]
+            events = pd.concat(parts, ignore_index=True)
+        else:
+            events = frame(client.list_slices(code, listing, arrow_page))
+        events = events[events["timestamp_ms"] < high].reset_index(drop=True)  # high: the next's
+        self.events_listed += len(events)
+        self.listed.append(events)
+
+    def step(self, rows_until: int, events_until: int, slices: tuple[int, int] | None) -> Step:
+        """Hand what was read and listed to the matcher; what it decided, as a Step."""
+        fresh = pa.concat_tables(self.fresh) if self.fresh else EXPECTED_SCHEMA.empty_table()
+        events = (
+            pd.concat(self.listed, ignore_index=True) if len(self.listed) > 1 else
+            self.listed[0] if self.listed else None
+        )  # fmt: skip
+        self.fresh, self.listed = [], []
+        if events is None:
+            events = frame([])
+        numbers = np.arange(self.numbered, self.numbered + fresh.num_rows, dtype=np.int64)
+        self.numbered += fresh.num_rows
+        self.held = pa.concat_tables([self.held, fresh]) if self.held.num_rows else fresh
+        self.held_numbers = np.concatenate([self.held_numbers, numbers])
+        added = rows_frame(fresh)
+        if slices is None:
+            decided = _joined(
+                self.stream.add(added, events, rows_until_ms=FAR, events_until_ms=FAR),
+                self.stream.finish(),
+            )
+        else:
+            decided = self.stream.add(
+                added, events, rows_until_ms=rows_until, events_until_ms=events_until
+            )
+        rows = self._take(decided.rows.index.to_numpy())
+        result = _local(decided)
+        step_tally, self.tally = self.tally, Tally()
+        done, total = slices if slices is not None else (-1, -1)
+        return Step(
+            expected=Expected(events=rows, tally=step_tally),
+            result=result,
+            frontier=self.frontier(),
+            slices_done=done,
+            slices_total=total,
+            rows_read=self.rows_read,
+            events_listed=self.events_listed,
+        )
+
+    def frontier(self) -> Frontier:
+        decided, taken = self.stream.frontier()
+        return Frontier(
+            decided_ms=decided, tallied_ms=self.tallied, last_end_ms=self.last_end, taken=taken
+        )
+
+    def _take(self, numbers: np.ndarray) -> pa.Table:
+        """The held rows with these numbers, in their order; they are held no more."""
+        where = np.searchsorted(self.held_numbers, numbers)
+        rows = self.held.take(pa.array(where, pa.int64()))
+        keep = np.ones(len(self.held_numbers), dtype=bool)
+        keep[where] = False
+        self.held = self.held.filter(pa.array(keep))
+        self.held_numbers = self.held_numbers[keep]
+        return rows
+
+    def _warn_long(self, events: pa.Table) -> None:
+        if self.longest_warned or not events.num_rows:
+            return
+        lasted = pc.subtract(events.column("end_ms"), events.column("start_ms"))
+        longest = duration_ms(self.settings.margins.longest)
+        if int(pc.max(lasted).as_py() or 0) > longest:
+            self.longest_warned = True
+            log.warning(
+                "a request lasted longer than --longest-request (%s): the window after its "
+                "own does not read it, and may bill an identical request with its event; raise "
+                "--longest-request above the longest",
+                self.settings.margins.longest,
+            )
+
+
+def _joined(first: MatchResult, second: MatchResult) -> MatchResult:
+    return MatchResult(
+        rows=pd.concat([first.rows, second.rows]), events=pd.concat([first.events, second.events])
+    )
+
+
+def _local(decided: MatchResult) -> MatchResult:
+    """The decided rows and events renumbered from 0, partners pointing at their positions."""
+    rows, events = decided.rows, decided.events
+    event_at = pd.Series(np.arange(len(events), dtype=np.int64), index=events.index)
+    row_at = pd.Series(np.arange(len(rows), dtype=np.int64), index=rows.index)
+    row_partner = rows["event"].to_numpy()
+    event_partner = events["row"].to_numpy()
+    local_event = np.full(len(rows), -1, dtype=np.int64)
+    paired = row_partner >= 0
+    local_event[paired] = event_at.loc[row_partner[paired]].to_numpy()
+    local_row = np.full(len(events), -1, dtype=np.int64)
+    paired = event_partner >= 0
+    local_row[paired] = row_at.loc[event_partner[paired]].to_numpy()
+    return MatchResult(
+        rows=rows.reset_index(drop=True).assign(event=local_event),
+        events=events.reset_index(drop=True).assign(row=local_row),
+    )
