@@ -17,7 +17,7 @@ import numpy as np
 from reconcile.attribute import Tally, billable, classify, tally
 from reconcile.build_events import EVENT_SCHEMA, build_events, write_csv, write_jsonl
 from reconcile.errors import ConfigError, RunLocked
-from reconcile.job import reconcile_window
+from reconcile.job import Progress, reconcile_window
 from reconcile.lago.answers import hide_password
 from reconcile.lago.billing import NEVER_RECOMPUTED, finalized_periods, subscription_ids
 from reconcile.lago.client import LagoClient
@@ -154,6 +154,7 @@ def backfill(
     client: LagoClient | None = None,
     stop: Stop | None = None,
     now: dt.datetime | None = None,
+    progress: Progress | None = None,
 ) -> RunSummary:
     """Reconcile the window of `settings`: list, match, send what is missing, record it all.
 
@@ -184,6 +185,7 @@ def backfill(
             confirm=confirm,
             stop=stop,
             now=now,
+            progress=progress,
         )
 
 
@@ -265,6 +267,7 @@ def run(
     now: dt.datetime,
     client: LagoClient | None = None,
     stop: Stop | None = None,
+    progress: Progress | None = None,
 ) -> RunSummary | None:
     """The nightly job: reconcile from where its last full coverage ended (None: nothing yet).
 
@@ -302,6 +305,7 @@ def run(
             source_id=source_id,
             now=now,
             stop=stop,
+            progress=progress,
         )
 
 

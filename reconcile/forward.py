@@ -69,7 +69,8 @@ class Step:
 
     expected: Expected
     result: MatchResult
-    frontier: Frontier
+    frontier: Frontier | None
+    """None until the pass has decided anything."""
     slices_done: int
     slices_total: int
     rows_read: int
@@ -254,8 +255,12 @@ class _Pass:
             events_listed=self.events_listed,
         )
 
-    def frontier(self) -> Frontier:
-        decided, taken = self.stream.frontier()
+    def frontier(self) -> Frontier | None:
+        """Where the pass stands, once it has decided anything."""
+        found = self.stream.frontier()
+        if found is None:
+            return None
+        decided, taken = found
         return Frontier(
             decided_ms=decided, tallied_ms=self.tallied, last_end_ms=self.last_end, taken=taken
         )

@@ -16,11 +16,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 import reconcile
-from reconcile import sending
+from reconcile import resume, sending
 from reconcile.attribute import Tally
 from reconcile.build_events import json_lines
 from reconcile.errors import Interrupted
-from reconcile.forward import Step, forward_pass
+from reconcile.forward import Frontier, Step, forward_pass
 from reconcile.lago.client import LagoClient
 from reconcile.ledger import Ledger
 from reconcile.money import ZERO, exact_sum
@@ -28,7 +28,7 @@ from reconcile.pipeline import Stopwatch
 from reconcile.postgres import Database
 from reconcile.report.aggregate import REASON_FIELDS, Tallies, add_matches, add_sent, observe_rows
 from reconcile.report.lines import sorted_lines
-from reconcile.report.sums import periods
+from reconcile.report.sums import Periods, periods
 from reconcile.results import Plan, RunSummary
 from reconcile.settings import JobSettings
 from reconcile.stopping import Stop
@@ -38,6 +38,9 @@ from reconcile.window import from_ms, to_ms
 log = logging.getLogger(__name__)
 
 SAMPLE = 20  # events a plan keeps to show
+
+Progress = Callable[[Step, RunSummary], None]
+"""Told of each step of a run: what it decided, and the run's counts so far."""
 
 
 def reconcile_window(
@@ -51,8 +54,15 @@ def reconcile_window(
     now: dt.datetime,
     confirm: Callable[[Plan], bool] | None = None,
     stop: Stop | None = None,
+    progress: Progress | None = None,
 ) -> RunSummary:
     """Reconcile one window end to end; the ledger records the run however it ends.
+
+    The window is reconciled slice by slice (reconcile.forward), each slice's missing events
+    sent and the slice committed to the ledger before the next; when the latest run of the
+    same command over the same window was cut short, this one goes on with it from its last
+    committed slice (reconcile.resume), unless `settings.restart`. `progress` hears of each
+    step.
 
     `source` labels the spend-log database (no password), `source_id` identifies it by what
     its server says it is. Rows whose events may still arrive (endTime + max delay after
@@ -62,20 +72,33 @@ def reconcile_window(
     """
     stop = stop or Stop()
     with stop.deferred():  # the ledger's record of the run is never cut short
-        run_id = ledger.start_run(
-            mode=settings.mode,
-            source=source,
-            source_id=source_id,
-            code=settings.code,
-            charge_by=settings.charge_by.value,
-            since=settings.window.since,
-            until=settings.window.until,
-            settings=_recorded(settings, client),
-        )
+        recorded = _recorded(settings, client)
+        resumed = None
+        if not settings.dry_run and not settings.restart:
+            resumed = resume.find(
+                ledger, settings, source_id=source_id, recorded=dict(recorded), now=now
+            )
+        if resumed is not None:
+            run_id = resumed.run_id
+            ledger.reopen_run(run_id, resumed.settings)
+        else:
+            run_id = ledger.start_run(
+                mode=settings.mode,
+                source=source,
+                source_id=source_id,
+                code=settings.code,
+                charge_by=settings.charge_by.value,
+                since=settings.window.since,
+                until=settings.window.until,
+                settings=recorded,
+            )
         summary = RunSummary(run_id=run_id, settings=settings, tally=Tally())
-        requests_before = client.requests
+        if resumed is not None:
+            resume.restore(summary, resumed)
+        requests_before = client.requests - summary.lago_requests
         try:
-            _reconcile(database, client, ledger, settings, summary, confirm, now, stop)
+            passing = _Passing(settings, summary, now, resumed, progress, requests_before)
+            _reconcile(database, client, ledger, passing, confirm, stop)
         except Interrupted as interruption:
             summary.lago_requests = client.requests - requests_before
             summary.unsent = summary.missing - summary.sent - summary.already_in_lago
@@ -105,79 +128,178 @@ def reconcile_window(
         return summary
 
 
+@dataclasses.dataclass
+class _Passing:
+    """A run's pass under way: where it started and what it folds step by step."""
+
+    settings: JobSettings
+    summary: RunSummary
+    now: dt.datetime
+    resumed: resume.Resumed | None
+    progress: Progress | None
+    requests_before: int
+    unsettled_starts: list[int] = dataclasses.field(default_factory=list)
+
+
 def _reconcile(
     database: Database,
     client: LagoClient,
     ledger: Ledger,
-    settings: JobSettings,
-    summary: RunSummary,
+    passing: _Passing,
     confirm: Callable[[Plan], bool] | None,
-    now: dt.datetime,
     stop: Stop,
 ) -> None:
+    settings, summary, now, resumed = (
+        passing.settings,
+        passing.summary,
+        passing.now,
+        passing.resumed,
+    )
     clock = Stopwatch(summary.seconds, level=logging.DEBUG)
+    start = resumed.frontier if resumed is not None else None
     if confirm is not None and not settings.dry_run:
         # The question comes before anything is sent: a pass that only plans, then the one
         # that sends (both in bounded memory; only a person at a terminal waits for two).
         planned = RunSummary(run_id=summary.run_id, settings=settings, tally=Tally())
         with stop.interruptible():
-            for step in forward_pass(database, client, settings, now=now):
+            for step in forward_pass(database, client, settings, now=now, start=start):
                 _plan(planned, step, settings, now, [])
         plan = planned.plan
         if plan is not None and plan.count and not sending.confirmed(confirm, plan, stop):
             settings = dataclasses.replace(settings, dry_run=True)  # a no: nothing is sent
-    tallies, label = Tallies(), periods("UTC", "day")
-    unsettled_starts: list[int] = []
-    steps = forward_pass(database, client, settings, now=now, observe=observe_rows(tallies, label))
+    label = periods("UTC", "day")
+    tallies = _carried(passing)
+    added = [Tallies()]  # what the step under way adds to the lines
+
+    def observe(rows: pa.Table) -> None:
+        observe_rows(added[0], label)(rows)
+
+    steps = forward_pass(database, client, settings, now=now, start=start, observe=observe)
+    number = resumed.next_slice if resumed is not None else 0
     while True:
         with clock("read and match"), stop.interruptible():
             found = next(steps, None)
         if found is None:
             break
-        step = found
-        _count(summary, step)
-        with clock("ledger"):
-            listed = step.result.events
-            ours = listed[listed["transaction_id"].str.startswith(PREFIX).fillna(False)]
-            pairs = zip(ours["transaction_id"], ours["subscription"], strict=True)
-            ledger.confirm_in_lago(settings.code, pairs)
-        rows, to_send = _plan(summary, step, settings, now, unsettled_starts)
-        add_matches(
-            tallies,
-            step.expected,
-            step.result,
-            label,
-            backfilled={},
-            finalized=lambda _customer, _end: False,
-        )
-        stop.check()
-        if to_send and not settings.dry_run:
-            with clock("backfill"):
-                report = sending.send(client, ledger, summary, to_send, stop)
-            in_lago = pa.array(
-                [name for name, _ in [*report.delivered, *report.already_in_lago]], pa.string()
-            )
-            sent_rows = rows.select(
-                ["transaction_id", "external_subscription_id", "start_ms", "response_cost"]
-            )
-            add_sent(
-                tallies,
-                sent_rows.filter(pc.is_in(sent_rows.column("transaction_id"), value_set=in_lago)),
-                summary.run_id or 0,
-                label,
-            )
+        _step(client, ledger, passing, found, added[0], label, clock, stop, settings)
+        with stop.deferred(), clock("ledger"):  # a slice is committed whole, or not at all
+            if not settings.dry_run and found.frontier is not None:
+                summary.lago_requests = client.requests - passing.requests_before
+                _commit(ledger, passing, found.frontier, added[0], number)
+                number += 1
+            if settings.dry_run or found.frontier is not None:
+                tallies.merge(added[0])
+                added[0] = Tallies()
+        if passing.progress is not None:
+            passing.progress(found, summary)
+    tallies.merge(added[0])  # a window with nothing to decide
     for stage, seconds in clock.seconds.items():
         log.info("stage %s took %.1f s", stage, seconds)
     if stop.signal is not None:  # after the last batch: nothing left to stop, the run ends
         log.warning("%s came after the last batch: the run is complete", stop.signal.name)
     summary.unsent = summary.missing - summary.sent - summary.already_in_lago
-    summary.covered_until = _covered_until(settings, summary, min(unsettled_starts, default=None))
+    summary.covered_until = _covered_until(
+        settings, summary, min(passing.unsettled_starts, default=None)
+    )
     summary.lines = sorted_lines(tallies.lines(settings.tolerance))
     for reason, field in REASON_FIELDS.items():  # exact, as the report sums them
         count = sum(getattr(line, f"{field}_events") for line in summary.lines)
         if count:
             cost = sum((getattr(line, f"{field}_cost") for line in summary.lines), ZERO)
             summary.unexplained[reason] = (count, cost)
+
+
+def _carried(passing: _Passing) -> Tallies:
+    """What a resumed run's committed slices added up to: its lines (and plan, held back)."""
+    resumed = passing.resumed
+    if resumed is None:
+        return Tallies()
+    count, spend = resumed.state["planned"]
+    passing.summary.plan = Plan(count=count, spend=Decimal(spend), by_customer=_by_customer([]))
+    if resumed.state["first_unsettled_ms"] is not None:
+        passing.unsettled_starts.append(resumed.state["first_unsettled_ms"])
+    return resumed.lines
+
+
+def _ask(
+    database: Database,
+    client: LagoClient,
+    passing: _Passing,
+    confirm: Callable[[Plan], bool],
+    stop: Stop,
+) -> None:
+    """Ask before anything is sent (a no makes the run a dry run).
+
+    A pass that only plans, then the one that sends: both in bounded memory; only a person at
+    a terminal waits for the two.
+    """
+    settings, summary = passing.settings, passing.summary
+    start = passing.resumed.frontier if passing.resumed is not None else None
+    planned = RunSummary(run_id=summary.run_id, settings=settings, tally=Tally())
+    with stop.interruptible():
+        for step in forward_pass(database, client, settings, now=passing.now, start=start):
+            _plan(planned, step, settings, passing.now, [])
+    plan = planned.plan
+    if plan is not None and plan.count and not sending.confirmed(confirm, plan, stop):
+        passing.settings = dataclasses.replace(settings, dry_run=True)
+
+
+def _commit(
+    ledger: Ledger, passing: _Passing, frontier: Frontier, added: Tallies, number: int
+) -> None:
+    """Record a slice as committed: what a resumed run needs to go on from it."""
+    summary = passing.summary
+    plan = summary.plan
+    state = resume.slice_state(
+        frontier,
+        summary,
+        added,
+        first_unsettled_ms=min(passing.unsettled_starts, default=None),
+        planned=(plan.count, plan.spend) if plan is not None else (0, ZERO),
+    )
+    ledger.record_slice(summary.run_id or 0, number, from_ms(frontier.decided_ms), state)
+
+
+def _step(
+    client: LagoClient,
+    ledger: Ledger,
+    passing: _Passing,
+    step: Step,
+    added: Tallies,
+    label: Periods,
+    clock: Stopwatch,
+    stop: Stop,
+    settings: JobSettings,
+) -> None:
+    """One step's outcome: counted, its missing events planned and sent, its lines added."""
+    summary = passing.summary
+    _count(summary, step)
+    with clock("ledger"):
+        listed = step.result.events
+        ours = listed[listed["transaction_id"].str.startswith(PREFIX).fillna(False)]
+        pairs = zip(ours["transaction_id"], ours["subscription"], strict=True)
+        ledger.confirm_in_lago(settings.code, pairs)
+    rows, to_send = _plan(summary, step, settings, passing.now, passing.unsettled_starts)
+    add_matches(
+        added, step.expected, step.result, label, backfilled={},
+        finalized=lambda _customer, _end: False,
+    )  # fmt: skip
+    stop.check()
+    if to_send and not settings.dry_run:
+        with clock("backfill"):
+            report = sending.send(client, ledger, summary, to_send, stop)
+        in_lago = pa.array(
+            [name for name, _ in [*report.delivered, *report.already_in_lago]], pa.string()
+        )
+        sent_rows = rows.select(
+            ["transaction_id", "external_subscription_id", "start_ms", "response_cost"]
+        )
+        add_sent(
+            added,
+            sent_rows.filter(pc.is_in(sent_rows.column("transaction_id"), value_set=in_lago)),
+            summary.run_id or 0,
+            label,
+        )
 
 
 def _count(summary: RunSummary, step: Step) -> None:

@@ -252,6 +252,32 @@ class Ledger:
         """Record how a run ended (and, for a nightly run, how far it covered in full)."""
         self._run(statements.finish_run(run_id, status, counts, error, covered_until))
 
+    def latest_run(self, **run: Any) -> tuple[int, str, dict[str, Any]] | None:
+        """The latest run of a command over a window: its id, status and recorded settings.
+
+        `run`: mode, source_id, code, charge_by, since, until. None if there was none.
+        """
+        found = self._run(statements.latest_run(**run)).first()
+        if found is None:
+            return None
+        fields = found._mapping  # SQLAlchemy's public mapping view of a row
+        return int(fields["id"]), str(fields["status"]), dict(fields["settings"])
+
+    def slice_states(self, run_id: int) -> list[tuple[int, dict[str, Any]]]:
+        """The state each committed slice of a run recorded, by slice number."""
+        rows = self._run(statements.slice_states(run_id)).all()
+        return [(int(row._mapping["slice"]), dict(row._mapping["state"])) for row in rows]
+
+    def record_slice(
+        self, run_id: int, number: int, decided_until: dt.datetime, state: Mapping[str, Any]
+    ) -> None:
+        """Commit one slice of a run: where its pass stood, its counts (see job)."""
+        self._run(statements.record_slice(run_id, number, decided_until, state))
+
+    def reopen_run(self, run_id: int, settings: Mapping[str, Any]) -> None:
+        """Mark a run cut short as running again, with its settings (noting the resumption)."""
+        self._run(statements.reopen_run(run_id, settings))
+
     def record_sending(self, run_id: int, events: Sequence[Mapping[str, Any]]) -> None:
         """Write the events about to be sent (status 'sending') before any of them is.
 

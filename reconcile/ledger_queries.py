@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
 from reconcile import queries
-from reconcile.ledger_tables import COPIED, runs, sent_events
+from reconcile.ledger_tables import COPIED, run_slices, runs, sent_events
 
 #: Where `record_sending` copies a batch before merging it: a temporary table (pg_temp is
 #: named so that the state schema's translation leaves it alone).
@@ -205,4 +205,54 @@ def backfilled(
             sent_events.c.event_timestamp >= since,
             sent_events.c.event_timestamp < until,
         )
+    )
+
+
+def latest_run(
+    *, mode: str, source_id: str, code: str, charge_by: str, since: dt.datetime, until: dt.datetime
+) -> sa.Select[Any]:
+    """The latest run of one command over one window: its id, status and settings."""
+    return (
+        sa.select(runs.c.id, runs.c.status, runs.c.settings)
+        .where(
+            runs.c.mode == mode,
+            runs.c.source_id == source_id,
+            runs.c.event_code == code,
+            runs.c.charge_by == charge_by,
+            runs.c.window_since == since,
+            runs.c.window_until == until,
+        )
+        .order_by(runs.c.id.desc())
+        .limit(1)
+    )
+
+
+def slice_states(run_id: int) -> sa.Select[Any]:
+    """The state each committed slice of a run recorded, in order."""
+    return (
+        sa.select(run_slices.c.slice, run_slices.c.state)
+        .where(run_slices.c.run_id == run_id)
+        .order_by(run_slices.c.slice)
+    )
+
+
+def record_slice(
+    run_id: int, number: int, decided_until: dt.datetime, state: Mapping[str, Any]
+) -> sa.Insert:
+    """One committed slice of a run."""
+    return sa.insert(run_slices).values(
+        run_id=run_id,
+        slice=number,
+        decided_until=decided_until,
+        state=state,
+        committed_at=sa.func.now(),
+    )
+
+
+def reopen_run(run_id: int, settings: Mapping[str, Any]) -> sa.Update:
+    """A run cut short, running again (resumed)."""
+    return (
+        sa.update(runs)
+        .where(runs.c.id == run_id)
+        .values(status="running", finished_at=None, error=None, settings=settings)
     )

@@ -56,3 +56,13 @@ COPIED = (
     "run_id",
     "status",
 )
+
+run_slices = sa.Table(
+    "run_slices",
+    metadata,
+    sa.Column("run_id", sa.BigInteger, sa.ForeignKey("runs.id"), primary_key=True),
+    sa.Column("slice", sa.Integer, primary_key=True),
+    sa.Column("decided_until", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("state", JSONB, nullable=False),  # frontier, counts, lines added (see job)
+    sa.Column("committed_at", sa.DateTime(timezone=True), nullable=False),
+)

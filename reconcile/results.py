@@ -234,7 +234,11 @@ class RunSummary:
         """The summary as the ledger's `counts` JSON (money as exact decimal strings)."""
         return {
             "rows": {
-                member.value: {"rows": part.rows, "spend": str(part.spend)}
+                member.value: {
+                    "rows": part.rows,
+                    "spend": str(part.spend),
+                    "rows_with_spend": part.rows_with_spend,
+                }
                 for member, part in self.tally.by_class.items()
             },
             "expected": self.expected,

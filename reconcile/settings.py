@@ -92,4 +92,6 @@ class JobSettings:
     max_events: int | None = None
     chunk_rows: int = DEFAULT_CHUNK_ROWS
     slice: dt.timedelta = DEFAULT_SLICE
+    restart: bool = False
+    """Start over, even when the latest run over the same window was cut short (no resume)."""
     tolerance: Decimal = Decimal("0.01")

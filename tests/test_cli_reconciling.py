@@ -48,12 +48,12 @@ def test_migrate_is_idempotent_and_can_show_its_sql(litellm_db: Database) -> Non
     assert (first.exit_code, second.exit_code) == (0, 0)
     assert (
         "updated (001_runs_and_sent_events, 002_server_identity_and_coverage, "
-        "003_interrupted_runs)" in first.stderr
+        "003_interrupted_runs, 004_run_slices)" in first.stderr
     )
     assert "already up to date" in second.stderr
     current = run(["migrate", "--check"], env=env)
     assert current.exit_code == 0, current.stderr
-    assert "up to date, at revision 003_interrupted_runs" in current.stderr
+    assert "up to date, at revision 004_run_slices" in current.stderr
     behind = run(["migrate", "--check", "--state-schema", "not_yet"], env=env)
     assert behind.exit_code == 3
     assert "is behind, without a ledger" in behind.stderr

@@ -62,7 +62,8 @@ def traffic(draw: st.DrawFn) -> tuple[pd.DataFrame, pd.DataFrame]:
             events.append({**event, "timestamp_ms": end + offset})  # a ClickHouse copy
     for index in range(draw(st.integers(0, 6))):  # strays: duplicates, mismatches, no request
         near: dict[str, Any] | None = None
-        if rows and draw(st.booleans()):
+        beside_a_row: bool = draw(st.booleans())
+        if rows and beside_a_row:
             near = rows[draw(st.integers(0, len(rows) - 1))]
         time = draw(st.integers(0, 200 * MINUTE)) if near is None else near["end_ms"]
         events.append({"transaction_id": f"stray-{index}", "subscription": "a",

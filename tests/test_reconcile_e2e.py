@@ -269,13 +269,13 @@ def test_a_run_that_fails_halfway_is_safe_to_run_again(
     assert 0 < landed == recorded[0]  # two batches' worth, each recorded as it landed
     # ...and, once Lago is back, running again bills every row exactly once.
     lago.faults.clear()
-    again = backfill(database, lago)
-    assert again.sent == len(owed) - 100 - landed
+    again = backfill(database, lago)  # goes on with the failed run, from its last slice
+    assert again.run_id == 1 and 0 < again.sent <= len(owed) - 100
     billed_once(lago, rows)
     with connect(database) as connection:
         assert connection.execute(
-            "SELECT DISTINCT status FROM litellm_reconcile.sent_events"
-        ).fetchall() == [("sent",)]
+            "SELECT status, count(*) FROM litellm_reconcile.sent_events GROUP BY status"
+        ).fetchall() == [("sent", len(owed) - 100)]
 
 
 class HookedTransport(httpx.HTTPTransport):
@@ -305,7 +305,9 @@ def test_a_killed_run_is_safe_to_run_again(
         command, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     )
     deadline = time.monotonic() + 60
-    while len(lago.stored_events()) < kill_after and time.monotonic() < deadline:
+    while (
+        len(lago.stored_events()) < kill_after or not committed_slices(database)
+    ) and time.monotonic() < deadline:
         time.sleep(0.01)
     process.send_signal(signal.SIGKILL)
     process.wait()
@@ -320,9 +322,16 @@ def test_a_killed_run_is_safe_to_run_again(
         assert connection.execute(
             "SELECT DISTINCT status FROM litellm_reconcile.sent_events"
         ).fetchall() == [("sent",)]
-        assert connection.execute(
-            "SELECT status FROM litellm_reconcile.runs ORDER BY id"
-        ).fetchall() == [("running",), ("succeeded",)]
+        assert connection.execute(  # the same run, resumed from its last committed slice
+            "SELECT status, jsonb_array_length(settings->'resumed') FROM litellm_reconcile.runs"
+        ).fetchall() == [("succeeded", 1)]
+
+
+def committed_slices(database: Database) -> int:
+    """How many slices the ledger holds as committed (0 before the first one)."""
+    with connect(database) as connection:
+        found = connection.execute("SELECT count(*) FROM litellm_reconcile.run_slices").fetchone()
+    return found[0] if found else 0
 
 
 def test_a_second_run_at_once_is_refused(day: tuple[Database, list[SpendLog]]) -> None:

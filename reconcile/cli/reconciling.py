@@ -27,6 +27,7 @@ from reconcile.cli.options import (
     window_options,
 )
 from reconcile.cli.output import STDOUT, open_output
+from reconcile.cli.progress import progress
 from reconcile.cli.targets import (
     confirmer,
     lago_options,
@@ -59,6 +60,9 @@ class _Common:
     longest_request: str
     settle: str
     chunk_rows: int
+    slice: str
+    restart: bool
+    progress: bool | None
     lago_api_base: str | None
     lago_api_key: str | None
     state_database_url: str | None
@@ -84,6 +88,31 @@ def _common_options(function: F) -> F:
         ),
         click.option(
             "--yes", is_flag=True, help="Do not ask before a large backfill on a terminal."
+        ),
+        click.option(
+            "--slice",
+            "slice",
+            default="1h",
+            show_default=True,
+            envvar="RECONCILE_SLICE",
+            show_envvar=True,
+            metavar="DURATION",
+            help="Reconcile the window this much time at a time, each slice read, listed, "
+            "matched, sent and committed to the ledger before the next: memory holds a slice "
+            "and its margins, not the window.",
+        ),
+        click.option(
+            "--restart",
+            is_flag=True,
+            help="Start the window over even if the last run over it was cut short (by "
+            "default the same command over the same window resumes it from its last "
+            "committed slice).",
+        ),
+        click.option(
+            "--progress/--no-progress",
+            default=None,
+            help="A live progress bar (slices, rows, events, ETA); default: on a terminal. "
+            "Without it, one INFO line per slice.",
         ),
         click.option(
             "--confirm-above",
@@ -220,9 +249,11 @@ def backfill(
     job = _job(ctx, common, "backfill", window(since, until), frozenset(customers))
     source, lago, state = _targets(ctx, common)
     confirm = confirmer(yes=common.yes, above=common.confirm_above, lago=lago.shown)
-    with stopping() as stop:  # SIGINT, SIGTERM: stop between batches, exit 5
-        summary = commands.backfill(source, lago, state, job, confirm=confirm, stop=stop)
-        _finish(ctx, summary, source, lago.shown)
+    with stopping() as stop, progress(common.progress) as tell:  # SIGINT, SIGTERM: exit 5
+        summary = commands.backfill(
+            source, lago, state, job, confirm=confirm, stop=stop, progress=tell
+        )
+    _finish(ctx, summary, source, lago.shown)
 
 
 @click.command(epilog=EXIT_CODES_RUN_HELP)
@@ -286,12 +317,12 @@ def run(
         first_since=parse_instant(since, option="--since") if since else None,
     )
     source, lago, state = _targets(ctx, common)
-    with stopping() as stop:  # SIGINT, SIGTERM: stop between batches, exit 5
+    with stopping() as stop, progress(common.progress) as tell:  # SIGINT, SIGTERM: exit 5
         summary = commands.run(
-            source, lago, state, job, schedule, now=dt.datetime.now(UTC), stop=stop
+            source, lago, state, job, schedule, now=dt.datetime.now(UTC), stop=stop, progress=tell
         )
-        if summary is not None:
-            _finish(ctx, summary, source, lago.shown)
+    if summary is not None:
+        _finish(ctx, summary, source, lago.shown)
     if summary is None:
         click.echo(
             "nothing to reconcile yet: the window would end (now minus --settle) before it starts "
@@ -319,7 +350,21 @@ def _job(
         dry_run=common.dry_run,
         max_events=common.max_events,
         chunk_rows=common.chunk_rows,
+        slice=_slice(common.slice),
+        restart=common.restart,
     )
+
+
+def _slice(text: str) -> dt.timedelta:
+    """--slice: a whole number of seconds that divides a day, at least a minute."""
+    given = parse_duration(text, option="--slice")
+    seconds = given.total_seconds()
+    if seconds < 60 or seconds != int(seconds) or 86_400 % int(seconds):
+        raise ConfigError(
+            f"--slice {text}: give a whole number of seconds of at least a minute that divides "
+            "a day, such as 15m, 1h or 6h (slices lie on a grid from midnight UTC)"
+        )
+    return given
 
 
 def _targets(

@@ -104,10 +104,13 @@ class StreamMatch:
         self._last_end = decided_ms
         self._resumed = (decided_ms, frozenset(taken))
 
-    def frontier(self) -> tuple[int, tuple[EventKey, ...]]:
-        """Everything before the first time is decided; and so are these events after it."""
+    def frontier(self) -> tuple[int, tuple[EventKey, ...]] | None:
+        """Where the pass stands: all before the time is decided, and these events after it.
+
+        None before anything is decided.
+        """
         if self._last_end is None:
-            return -(1 << 62), ()
+            return None
         events = self._events
         after = events[
             events["_done"].to_numpy()

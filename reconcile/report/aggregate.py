@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from decimal import Decimal
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -87,6 +88,33 @@ class Tallies:
             self.values[key].update(values)
         for key, runs in other.runs.items():
             self.runs[key] |= runs
+
+    def to_json(self) -> list[list[Any]]:
+        """As JSON: [customer, period, {field: amount}, [run ids]] per line; money as text."""
+        return [
+            [
+                customer,
+                period,
+                {
+                    field: str(amount) if isinstance(amount, Decimal) else amount
+                    for field, amount in values.items()
+                },
+                sorted(self.runs.get((customer, period), ())),
+            ]
+            for (customer, period), values in self.values.items()
+        ]
+
+    @classmethod
+    def from_json(cls, entries: Iterable[Sequence[Any]]) -> Tallies:
+        """Tallies from `to_json`'s output."""
+        tallies = cls()
+        for customer, period, values, runs in entries:
+            key = (customer, period)
+            for field, amount in values.items():
+                tallies.add(key, field, Decimal(amount) if isinstance(amount, str) else amount)
+            if runs:
+                tallies.runs[key] |= set(runs)
+        return tallies
 
     def lines(self, tolerance: Decimal) -> list[Line]:
         """One finished line per key: Lago's side, delta and status computed."""

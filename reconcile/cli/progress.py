@@ -1,0 +1,65 @@
+"""Progress of a run: a live bar for people at a terminal, one log line per slice for cron."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sys
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from tqdm import tqdm
+
+from reconcile.forward import Step
+from reconcile.job import Progress
+from reconcile.results import RunSummary
+
+log = logging.getLogger("reconcile.progress")
+
+
+@contextlib.contextmanager
+def progress(shown: bool | None) -> Iterator[Progress]:
+    """A run's progress reporter: a tqdm bar when `shown` (None: when stderr is a terminal).
+
+    The bar counts slices done of the window's, with rows read, events listed and sent, and
+    tqdm's ETA; without it, each slice is one INFO line with the same figures.
+    """
+    if shown is None:
+        shown = sys.stderr.isatty()
+    started = time.monotonic()
+    bars: list[tqdm[Any]] = []  # the one bar, once the first step gives its total
+
+    def tell(step: Step, summary: RunSummary) -> None:
+        figures = {
+            "rows": f"{step.rows_read:,}",
+            "listed": f"{step.events_listed:,}",
+            "sent": f"{summary.sent:,}",
+        }
+        if step.slices_total < 0:  # the last step: everything left is decided
+            for bar in bars:
+                bar.update((bar.total or 0) - bar.n)
+                bar.set_postfix(figures, refresh=True)
+            return
+        done = max(step.slices_done, 0)
+        if shown:
+            if not bars:
+                bars.append(tqdm(total=step.slices_total, unit="slice", file=sys.stderr))
+            bar = bars[0]
+            bar.total = max(step.slices_total, done)
+            bar.update(done - bar.n)
+            bar.set_postfix(figures, refresh=False)
+            return
+        elapsed = time.monotonic() - started
+        left = elapsed / done * (step.slices_total - done) if done else None
+        log.info(
+            "slice %s of %s: %s rows read, %s events listed, %s sent%s",
+            f"{done:,}", f"{step.slices_total:,}", figures["rows"], figures["listed"],
+            figures["sent"], f", about {left:.0f} s left" if left is not None else "",
+        )  # fmt: skip
+
+    try:
+        yield tell
+    finally:
+        for bar in bars:
+            bar.close()
