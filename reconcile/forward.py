@@ -12,6 +12,7 @@ exactly as that one would have, reading and listing again only the margins befor
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import datetime as dt
 import logging
@@ -19,6 +20,7 @@ from collections.abc import Callable, Iterable, Iterator
 
 import numpy as np
 import pandas as pd
+import psycopg
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -94,62 +96,95 @@ def forward_pass(
     window, margins = settings.window, settings.margins
     since, until = to_ms(window.since), to_ms(window.until)
     margin, skew = duration_ms(margins.margin), duration_ms(margins.skew)
-    settle_point = now - settings.settle
+    settle_point = now - settings.settle  # never listed past
     matcher = match_settings(settings)
     state = _Pass(settings, StreamMatch(matcher), observe, start)
     rows_at, events_at = since - margin, since - skew
     if start is not None:  # the margins before the frontier: context, not decided again
         context = start.decided_ms - 2 * matcher.reach - matcher.block_ms
         rows_at, events_at = max(rows_at, context), max(events_at, context)
-    longest = max(duration_ms(margins.longest), margin)
+    at = _Cursors(rows_at, events_at, to_ms(margins.listing(window, None, settle_point).until))
     first, size = rows_at // matcher.block_ms, matcher.block_ms
-    rows_end: int | None = None  # known once the window's own rows are all read
-    listing_end: int | None = None  # the listing's last instant
     with open_snapshot(database) as connection:
-
-        def read(low: int, high: int, ended_since: int | None = None) -> Iterator[pa.Table]:
-            yield from read_window(
-                connection,
-                database,
-                settings.charge_by,
-                Window(from_ms(low), from_ms(high)),
-                chunk_rows=settings.chunk_rows,
-                ended_since=None if ended_since is None else from_ms(ended_since),
-            )
-            connection.rollback()  # each slice its own snapshot: none held for hours
-
-        long_since = max(since - longest, rows_at - longest)
+        read = _reader(connection, database, settings)
+        longest = max(duration_ms(margins.longest), margin)
+        long_since = max(since, rows_at) - longest
         if long_since < rows_at:  # long requests that started earlier and end in the range
             state.read(read(long_since, rows_at, rows_at), upto=None)
-        while rows_end is None or rows_at < rows_end or events_at <= (listing_end or -FAR):
-            cap = listing_end
-            if cap is None:  # the least the listing reaches, whatever the rows say
-                cap = to_ms(margins.listing(window, None, settle_point).until)
-            moving = [rows_at] if rows_end is None or rows_at < rows_end else []
-            moving += [events_at] if events_at <= cap else []
-            edge = (min(moving) // size + 1) * size
-            if rows_end is None or rows_at < rows_end:
-                high = edge if rows_end is None else min(edge, rows_end)
-                state.read(read(rows_at, high), upto=high)
-                rows_at = high
-                if rows_end is None and rows_at >= until + margin:
-                    last = None if state.last_end is None else from_ms(state.last_end)
-                    listing_end = to_ms(margins.listing(window, last, settle_point).until)
-                    rows_end = max(until + margin, listing_end + skew)
-                    cap = listing_end
-            if events_at <= cap:
-                high = min(edge, cap + 1)
-                state.list(client, events_at, high)
-                events_at = high
-            rows_done = rows_end is not None and rows_at >= rows_end
-            events_done = listing_end is not None and events_at > listing_end
-            total = (max(rows_end or until + margin, events_at) - 1) // size + 1 - first
-            yield state.step(
-                FAR if rows_done else rows_at,
-                FAR if events_done else events_at,
-                (min(rows_at, events_at) // size - first, total),
-            )
+        # Lago is listed a step ahead, in a thread of its own: its answers come while this
+        # thread reads Postgres and matches, and while the step before is being sent.
+        lister = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="lago-listing")
+        pending: tuple[int, concurrent.futures.Future[pd.DataFrame]] | None = None
+        handed = events_at  # every event stamped before it is with the matcher
+        try:
+            while at.more:
+                edge = at.edge(size)
+                if at.rows_left:
+                    high = edge if at.rows_end is None else min(edge, at.rows_end)
+                    state.read(read(at.rows_at, high), upto=high)
+                    at.rows_at = high
+                    if at.rows_end is None and at.rows_at >= until + margin:
+                        last = None if state.last_end is None else from_ms(state.last_end)
+                        at.ends(to_ms(margins.listing(window, last, settle_point).until), skew)
+                submitted = None
+                if at.events_at <= at.cap:
+                    high = min(edge, at.cap + 1)
+                    future = lister.submit(_listed, client, settings, at.events_at, high)
+                    submitted, at.events_at = (high, future), high
+                if pending is not None:
+                    handed = pending[0]
+                    state.take_listed(pending[1].result())
+                pending = submitted
+                total = (max(at.rows_end or until + margin, at.events_at) - 1) // size + 1
+                yield state.step(
+                    at.rows_at if at.rows_left else FAR,
+                    handed,
+                    (min(at.rows_at, handed) // size - first, total - first),
+                )
+            if pending is not None:
+                state.take_listed(pending[1].result())
+        finally:
+            lister.shutdown(wait=False, cancel_futures=True)
     yield state.step(FAR, FAR, None)
+
+
+@dataclasses.dataclass
+class _Cursors:
+    """How far a pass has read spend logs ("startTime") and listed Lago (timestamps), Unix ms."""
+
+    rows_at: int
+    events_at: int
+    floor: int
+    """The least the listing reaches (its last instant), whatever the rows say."""
+    rows_end: int | None = None
+    """Where reading ends: known once the window's own rows are all read."""
+    listing_end: int | None = None
+    """The listing's last instant: known then too."""
+
+    @property
+    def rows_left(self) -> bool:
+        return self.rows_end is None or self.rows_at < self.rows_end
+
+    @property
+    def cap(self) -> int:
+        """How far Lago may be listed for now (its last instant)."""
+        return self.floor if self.listing_end is None else self.listing_end
+
+    @property
+    def more(self) -> bool:
+        listing_end = -FAR if self.listing_end is None else self.listing_end
+        return self.rows_left or self.events_at <= listing_end
+
+    def ends(self, listing_end: int, skew: int) -> None:
+        """The window's own rows all read: the listing ends here, reading a skew after it."""
+        self.listing_end = listing_end
+        self.rows_end = max(self.rows_at, listing_end + skew)
+
+    def edge(self, size: int) -> int:
+        """Where the next step reads and lists up to: the next grid line ahead of either."""
+        moving = [self.rows_at] if self.rows_left else []
+        moving += [self.events_at] if self.events_at <= self.cap else []
+        return (min(moving) // size + 1) * size
 
 
 class _Pass:
@@ -201,19 +236,8 @@ class _Pass:
         if upto is not None:
             self.tallied = max(self.tallied, upto)
 
-    def list(self, client: LagoClient, low: int, high: int) -> None:
-        """Take Lago's events stamped in [low, high) (of the customers asked for, if any)."""
-        listing = Window(from_ms(low), from_ms(high))
-        code, customers = self.settings.code, self.settings.customers
-        if customers:
-            parts = [
-                frame(client.list_slices(code, listing, arrow_page, subscription=customer))
-                for customer in sorted(customers)
-            ]
-            events = pd.concat(parts, ignore_index=True)
-        else:
-            events = frame(client.list_slices(code, listing, arrow_page))
-        events = events[events["timestamp_ms"] < high].reset_index(drop=True)  # high: the next's
+    def take_listed(self, events: pd.DataFrame) -> None:
+        """Take Lago's events of the next range of time."""
         self.events_listed += len(events)
         self.listed.append(events)
 
@@ -288,6 +312,40 @@ class _Pass:
                 "--longest-request above the longest",
                 self.settings.margins.longest,
             )
+
+
+def _reader(
+    connection: psycopg.Connection, database: Database, settings: JobSettings
+) -> Callable[..., Iterator[pa.Table]]:
+    """read(low, high, ended_since=None): the rows of "startTime" in [low, high), Unix ms."""
+
+    def read(low: int, high: int, ended_since: int | None = None) -> Iterator[pa.Table]:
+        yield from read_window(
+            connection,
+            database,
+            settings.charge_by,
+            Window(from_ms(low), from_ms(high)),
+            chunk_rows=settings.chunk_rows,
+            ended_since=None if ended_since is None else from_ms(ended_since),
+        )
+        connection.rollback()  # each slice its own snapshot: none held for hours
+
+    return read
+
+
+def _listed(client: LagoClient, settings: JobSettings, low: int, high: int) -> pd.DataFrame:
+    """Lago's events stamped in [low, high) (of the customers asked for, if any)."""
+    listing = Window(from_ms(low), from_ms(high))
+    code, customers = settings.code, settings.customers
+    if customers:
+        parts = [
+            frame(client.list_slices(code, listing, arrow_page, subscription=customer))
+            for customer in sorted(customers)
+        ]
+        events = pd.concat(parts, ignore_index=True)
+    else:
+        events = frame(client.list_slices(code, listing, arrow_page))
+    return events[events["timestamp_ms"] < high].reset_index(drop=True)  # high: the next's
 
 
 def _joined(first: MatchResult, second: MatchResult) -> MatchResult:

@@ -3,10 +3,10 @@
 import datetime as dt
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
-import re
 import time
 from collections.abc import Callable, Iterator
 from urllib.parse import parse_qs
@@ -106,8 +106,7 @@ def test_killed_at_random_moments_a_run_resumes_and_bills_each_row_once(
     assert starts and min(starts) >= frontier - CONTEXT  # the committed slices: never again
     with connect(database) as connection:
         runs = connection.execute(
-            "SELECT id, status, jsonb_array_length(settings->'resumed') "
-            "FROM litellm_reconcile.runs"
+            "SELECT id, status, jsonb_array_length(settings->'resumed') FROM litellm_reconcile.runs"
         ).fetchall()
         sent = connection.execute(
             "SELECT count(*) FROM litellm_reconcile.sent_events WHERE status = 'sent'"
@@ -122,7 +121,9 @@ def test_restart_starts_over_and_other_settings_do_not_resume(
     database, rows = day
     env = environment(database, lago)
     lago.faults.latency(0.02)
-    process = subprocess.Popen(COMMAND, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        COMMAND, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     deadline = time.monotonic() + 90
     while committed_slices(database) < 3:
         assert time.monotonic() < deadline and process.poll() is None

@@ -8,6 +8,7 @@ import sys
 import traceback
 
 import click
+import pyarrow as pa
 
 from reconcile.cli import demo, events, lago_emulator, reconciling, report
 from reconcile.cli.help import ALL_EXIT_CODES_HELP, DURATION_HELP
@@ -89,6 +90,9 @@ def main(args: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if args is None else args)
     debug = _debug_requested(argv)
     _configure_logging(debug)
+    # Arrow's default pool (mimalloc) keeps what it freed: a pass over many slices would hold
+    # the peak of the busiest one for good. The C library's allocator gives it back.
+    pa.set_memory_pool(pa.system_memory_pool())
     try:
         with wide(), terminable():  # exact amounts; SIGTERM unwinds like Ctrl-C
             code = cli.main(argv, prog_name="reconcile", standalone_mode=False)

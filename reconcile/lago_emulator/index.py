@@ -97,7 +97,18 @@ class EventIndex:
         return ranked, 0, len(ranked)
 
     def _rebuild(self) -> None:
-        """Sort anew: the last order, then the events added since (nearly sorted: fast)."""
+        """Sort anew: the last order, then the events added since (nearly sorted: fast).
+
+        A few events added to many (a batch POSTed between two listings, as a database's
+        index takes them) are put in their places instead, in every view built.
+        """
+        added = range(len(self._order), self.version)
+        if self._aligned and self._order and len(added) <= max(1_000, len(self._order) // 50):
+            for row in added:
+                self._insert(row)
+            self._ranges.clear()
+            self._built = self.version
+            return
         listed, transaction_ids = self._listed, self._transaction_ids
         order = self._order + list(range(len(self._order), self.version))
         order.sort(key=lambda row: (-listed[row], transaction_ids[row]))  # stable
@@ -114,6 +125,28 @@ class EventIndex:
         self._families.clear()
         self._ranges.clear()
         self._built = self.version
+
+    def _insert(self, row: int) -> None:
+        """Put one event in its place in each view built, after its equals (a stable sort's).
+
+        Aligned, the view of everything is the order itself.
+        """
+        code, subscription = self._codes[row], self._subscriptions[row]
+        names: list[tuple[_Filter, bool | None]] = [((None, None), None), ((code, None), False)]
+        if subscription is not None:
+            names += [((code, subscription), True), ((None, subscription), True)]
+        for name, family in names:
+            view = self._views.get(name)
+            if view is None and family in self._families:  # a code or subscription first seen
+                view = self._views[name] = _View([], [])
+            if view is None:
+                continue
+            at = bisect.bisect_right(view.rows, self._sort_key(row), key=self._sort_key)
+            view.rows.insert(at, row)
+            view.keys.insert(at, -self._filtered[row])
+
+    def _sort_key(self, row: int) -> tuple[int, str]:
+        return -self._listed[row], self._transaction_ids[row]
 
     def _view(self, code: str | None, subscription: str | None) -> _View:
         by_subscription = subscription is not None

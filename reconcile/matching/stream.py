@@ -230,9 +230,22 @@ class StreamMatch:
         low = end - settings.block_ms - 2 * settings.reach
         rows, events = self._rows, self._events
         row_time, event_time = rows["_time"].to_numpy(), events["_time"].to_numpy()
-        near_rows = rows[(row_time >= low) & (row_time < end + lookahead)]
+        asked = events.loc[unexplained]
+        names = asked["transaction_id"].astype(object)
+        owners = asked["subscription"].astype(object)
+        # Only what can bear on them: rows of their subscriptions or ids, events of their ids.
+        near_rows = rows[
+            (row_time >= low)
+            & (row_time < end + lookahead)
+            & (
+                rows["subscription"].astype(object).isin(owners).to_numpy(dtype=bool)
+                | rows["transaction_id"].astype(object).isin(names).to_numpy(dtype=bool)
+            )
+        ]
         near_events = events[
-            (event_time >= low) & (event_time < end + lookahead + settings.max_delay_ms)
+            (event_time >= low)
+            & (event_time < end + lookahead + settings.max_delay_ms)
+            & events["transaction_id"].astype(object).isin(names).to_numpy(dtype=bool)
         ]
         row_side, event_side, _ = read_sides(
             near_rows.reset_index(drop=True), near_events.reset_index(drop=True), settings
