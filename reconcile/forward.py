@@ -78,6 +78,11 @@ class Step:
     rows_read: int
     events_listed: int
 
+    @property
+    def last(self) -> bool:
+        """Whether this step decided everything left: the pass ends with it."""
+        return self.slices_total < 0
+
 
 def forward_pass(
     database: Database,
@@ -119,7 +124,7 @@ def forward_pass(
         try:
             while at.more:
                 edge = at.edge(size)
-                if at.rows_left:
+                if at.rows_left and at.rows_at < edge:  # (the other side may be behind)
                     high = edge if at.rows_end is None else min(edge, at.rows_end)
                     state.read(read(at.rows_at, high), upto=high)
                     at.rows_at = high
@@ -127,7 +132,7 @@ def forward_pass(
                         last = None if state.last_end is None else from_ms(state.last_end)
                         at.ends(to_ms(margins.listing(window, last, settle_point).until), skew)
                 submitted = None
-                if at.events_at <= at.cap:
+                if at.events_at <= at.cap and at.events_at < edge:
                     high = min(edge, at.cap + 1)
                     future = lister.submit(_listed, client, settings, at.events_at, high)
                     submitted, at.events_at = (high, future), high
@@ -143,8 +148,9 @@ def forward_pass(
                 )
             if pending is not None:
                 state.take_listed(pending[1].result())
-        finally:
-            lister.shutdown(wait=False, cancel_futures=True)
+        finally:  # a listing under way ends (a signal ends its waits) before the client closes
+            lister.shutdown(wait=True, cancel_futures=True)
+    state.warn_long()
     yield state.step(FAR, FAR, None)
 
 
@@ -209,7 +215,7 @@ class _Pass:
         self.listed: list[pd.DataFrame] = []
         self.tally = Tally()
         self.rows_read = self.events_listed = 0
-        self.longest_warned = False
+        self.too_long = [0, 0]  # requests longer than --longest-request, the longest (ms)
 
     def read(self, chunks: Iterable[pa.Table], upto: int | None) -> None:
         """Take read spend-log rows: tally the window's own, keep their expected events.
@@ -231,7 +237,7 @@ class _Pass:
             if inside.num_rows:
                 latest = int(pc.max(inside.column("end_ms")).as_py())
                 self.last_end = latest if self.last_end is None else max(self.last_end, latest)
-            self._warn_long(events)
+            self._note_long(events)
             self.fresh.append(events)
         if upto is not None:
             self.tallied = max(self.tallied, upto)
@@ -299,18 +305,26 @@ class _Pass:
         self.held_numbers = self.held_numbers[keep]
         return rows
 
-    def _warn_long(self, events: pa.Table) -> None:
-        if self.longest_warned or not events.num_rows:
+    def _note_long(self, events: pa.Table) -> None:
+        """Count the requests that lasted longer than --longest-request (warned at the end)."""
+        if not events.num_rows:
             return
-        lasted = pc.subtract(events.column("end_ms"), events.column("start_ms"))
-        longest = duration_ms(self.settings.margins.longest)
-        if int(pc.max(lasted).as_py() or 0) > longest:
-            self.longest_warned = True
+        lasted = pc.subtract(events.column("end_ms"), events.column("start_ms")).to_numpy()
+        over = lasted > duration_ms(self.settings.margins.longest)
+        if over.any():
+            self.too_long[0] += int(over.sum())
+            self.too_long[1] = max(self.too_long[1], int(lasted.max()))
+
+    def warn_long(self) -> None:
+        count, longest = self.too_long
+        if count:
             log.warning(
-                "a request lasted longer than --longest-request (%s): the window after its "
-                "own does not read it, and may bill an identical request with its event; raise "
-                "--longest-request above the longest",
+                "%s request(s) lasted longer than --longest-request (%s; the longest: %.1f h): "
+                "the window after theirs does not read them, and may bill an identical request "
+                "with their event; raise --longest-request above the longest",
+                f"{count:,}",
                 self.settings.margins.longest,
+                longest / 3_600_000,
             )
 
 

@@ -96,13 +96,13 @@ def reconcile_window(
         if resumed is not None:
             resume.restore(summary, resumed)
         requests_before = client.requests - summary.lago_requests
+        passing = _Passing(settings, summary, now, resumed, progress, requests_before)
         try:
-            passing = _Passing(settings, summary, now, resumed, progress, requests_before)
             _reconcile(database, client, ledger, passing, confirm, stop)
         except Interrupted as interruption:
             summary.lago_requests = client.requests - requests_before
             summary.unsent = summary.missing - summary.sent - summary.already_in_lago
-            message = sending.interrupted(str(interruption), summary)
+            message = sending.interrupted(str(interruption), summary, passing.phase)
             try:
                 ledger.finish_run(run_id, "interrupted", summary.counts(), error=message)
             except Exception as ledger_error:
@@ -139,6 +139,8 @@ class _Passing:
     progress: Progress | None
     requests_before: int
     unsettled_starts: list[int] = dataclasses.field(default_factory=list)
+    phase: str = "reading"
+    """What the run is doing: "reading" (and matching), "asking" or "sending"."""
 
 
 def _reconcile(
@@ -149,24 +151,12 @@ def _reconcile(
     confirm: Callable[[Plan], bool] | None,
     stop: Stop,
 ) -> None:
-    settings, summary, now, resumed = (
-        passing.settings,
-        passing.summary,
-        passing.now,
-        passing.resumed,
-    )
+    summary, now, resumed = passing.summary, passing.now, passing.resumed
     clock = Stopwatch(summary.seconds, level=logging.DEBUG)
     start = resumed.frontier if resumed is not None else None
-    if confirm is not None and not settings.dry_run:
-        # The question comes before anything is sent: a pass that only plans, then the one
-        # that sends (both in bounded memory; only a person at a terminal waits for two).
-        planned = RunSummary(run_id=summary.run_id, settings=settings, tally=Tally())
-        with stop.interruptible():
-            for step in forward_pass(database, client, settings, now=now, start=start):
-                _plan(planned, step, settings, now, [])
-        plan = planned.plan
-        if plan is not None and plan.count and not sending.confirmed(confirm, plan, stop):
-            settings = dataclasses.replace(settings, dry_run=True)  # a no: nothing is sent
+    if confirm is not None and not passing.settings.dry_run:
+        _ask(database, client, passing, confirm, stop)
+    settings = passing.settings
     label = periods("UTC", "day")
     tallies = _carried(passing)
     added = [Tallies()]  # what the step under way adds to the lines
@@ -192,6 +182,8 @@ def _reconcile(
                 added[0] = Tallies()
         if passing.progress is not None:
             passing.progress(found, summary)
+        if found.last:  # a signal that comes now finds nothing left to stop
+            break
     tallies.merge(added[0])  # a window with nothing to decide
     for stage, seconds in clock.seconds.items():
         log.info("stage %s took %.1f s", stage, seconds)
@@ -240,8 +232,10 @@ def _ask(
         for step in forward_pass(database, client, settings, now=passing.now, start=start):
             _plan(planned, step, settings, passing.now, [])
     plan = planned.plan
+    passing.phase = "asking"
     if plan is not None and plan.count and not sending.confirmed(confirm, plan, stop):
         passing.settings = dataclasses.replace(settings, dry_run=True)
+    passing.phase = "reading"
 
 
 def _commit(
@@ -286,8 +280,11 @@ def _step(
     )  # fmt: skip
     stop.check()
     if to_send and not settings.dry_run:
+        passing.phase = "sending"
         with clock("backfill"):
             report = sending.send(client, ledger, summary, to_send, stop)
+        if not stop.requested:  # else it stopped between two batches, whatever comes next
+            passing.phase = "reading"
         in_lago = pa.array(
             [name for name, _ in [*report.delivered, *report.already_in_lago]], pa.string()
         )

@@ -93,20 +93,28 @@ def send(
     return report
 
 
-def interrupted(reason: str, summary: RunSummary) -> str:
-    """The one line an interrupted run ends with: what it sent, what remains, what to do."""
+def interrupted(reason: str, summary: RunSummary, phase: str = "reading") -> str:
+    """The one line an interrupted run ends with: what it sent, what to do.
+
+    `phase`: what the run was doing, "reading" (and matching), "sending" or "asking".
+    """
     cause = f"interrupted by {reason}" if reason.startswith("SIG") else f"interrupted ({reason})"
     run = f"run {summary.run_id} is recorded as interrupted"
-    if summary.sent + summary.already_in_lago == 0:
-        done = "before anything was sent"
+    done = (
+        f"{summary.sent:,} event(s) sent to Lago (${summary.sent_spend:,.2f}), "
+        f"{summary.already_in_lago:,} found already there"
+    )
+    if phase == "sending":
+        where = f"between two batches: {done}"
+    elif phase == "asking":
+        where = f"before sending anything: {done}"
+    elif summary.sent + summary.already_in_lago:
+        where = f"while reading and matching: {done}"
     else:
-        done = (
-            f"{summary.sent:,} event(s) sent to Lago (${summary.sent_spend:,.2f}), "
-            f"{summary.already_in_lago:,} found already there"
-        )
+        where = "while reading and matching, before anything was sent"
     return (
-        f"{cause}: {done}; {run}; run the same command again to go on from where it "
-        "stopped, sending the rest exactly once"
+        f"{cause} {where}; {run}; run the same command again to go on from its last "
+        "committed slice, sending the rest exactly once"
     )
 
 

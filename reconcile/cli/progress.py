@@ -36,7 +36,7 @@ def progress(shown: bool | None) -> Iterator[Progress]:
             "listed": f"{step.events_listed:,}",
             "sent": f"{summary.sent:,}",
         }
-        if step.slices_total < 0:  # the last step: everything left is decided
+        if step.last:  # everything left is decided
             for bar in bars:
                 bar.update((bar.total or 0) - bar.n)
                 bar.set_postfix(figures, refresh=True)

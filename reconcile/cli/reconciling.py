@@ -240,6 +240,11 @@ def backfill(
     stable transaction ids: running it again never sends anything twice. Everything is
     recorded in the ledger (see `reconcile migrate`).
 
+    The window goes by --slice (an hour by default): each slice read, listed, matched, sent
+    and committed to the ledger before the next, so memory holds a slice, not the window. A
+    run cut short (kill -9, Ctrl-C, a failure) is resumed by the same command over the same
+    window from its last committed slice; --restart starts over.
+
     \b
     Example:
       reconcile backfill --since 2026-11-01 --until 2026-11-08 --dry-run
@@ -293,8 +298,8 @@ def run(
     The window runs from where the last full coverage ended (the last run that sent every
     settled row; rows held back as too recent do not move it on) minus --lookback (to catch
     rows written late) to now minus --settle; the first run starts at --since, or a day back.
-    Then it does what `reconcile backfill` does for that window. One run at a time per
-    database, event code and charge-by: another one exits 4. See cron/ for crontab,
+    Then it does what `reconcile backfill` does for that window, slice by slice. One run at a
+    time per database, event code and charge-by: another one exits 4. See cron/ for crontab,
     systemd and Kubernetes schedules.
 
     \b
@@ -381,7 +386,7 @@ def _finish(ctx: click.Context, summary: RunSummary, source: Database, lago: str
     report = run_report(summary, source=str(source), lago=lago)
     click.echo("\n" + summary_text(report), err=True)
     if summary.settings.dry_run and summary.plan is not None:
-        for event in summary.plan.sample:  # a sample of what would be sent: data, on stdout
+        for event in summary.plan.sample[:5]:  # a sample of what would be sent: data, on stdout
             click.echo(json.dumps(event, ensure_ascii=False))
     if not summary.complete:
         ctx.exit(EXIT_UNSENT)
