@@ -109,7 +109,7 @@ def forward_pass(
         context = start.decided_ms - 2 * matcher.reach - matcher.block_ms
         rows_at, events_at = max(rows_at, context), max(events_at, context)
     at = _Cursors(rows_at, events_at, to_ms(margins.listing(window, None, settle_point).until))
-    first, size = rows_at // matcher.block_ms, matcher.block_ms
+    first, size = (since - margin) // matcher.block_ms, matcher.block_ms  # resumed or not
     with open_snapshot(database) as connection:
         read = _reader(connection, database, settings)
         longest = max(duration_ms(margins.longest), margin)

@@ -92,6 +92,11 @@ def reconcile_window(
                 until=settings.window.until,
                 settings=recorded,
             )
+        dead = ledger.close_dead_runs(
+            run_id, source_id=source_id, code=settings.code, charge_by=settings.charge_by.value
+        )  # the caller holds the run lock: a run still `running` was killed
+        if dead:
+            log.info("%s run(s) left running by a killed process recorded as failed", dead)
         summary = RunSummary(run_id=run_id, settings=settings, tally=Tally())
         if resumed is not None:
             resume.restore(summary, resumed)

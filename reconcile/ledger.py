@@ -274,6 +274,17 @@ class Ledger:
         """Commit one slice of a run: where its pass stood, its counts (see job)."""
         self._run(statements.record_slice(run_id, number, decided_until, state))
 
+    def close_dead_runs(self, run_id: int, *, source_id: str, code: str, charge_by: str) -> int:
+        """Record as `failed` the runs of this source left `running`; how many there were.
+
+        Run `run_id` holds the lock, so none of them is alive: each was killed.
+        """
+        error = f"the process ended without finishing (killed); found by run {run_id}"
+        statement = statements.close_dead_runs(
+            source_id=source_id, code=code, charge_by=charge_by, but=run_id, error=error
+        )
+        return self._run(statement).rowcount
+
     def reopen_run(self, run_id: int, settings: Mapping[str, Any]) -> None:
         """Mark a run cut short as running again, with its settings (noting the resumption)."""
         self._run(statements.reopen_run(run_id, settings))

@@ -211,10 +211,14 @@ def backfilled(
 def latest_run(
     *, mode: str, source_id: str, code: str, charge_by: str, since: dt.datetime, until: dt.datetime
 ) -> sa.Select[Any]:
-    """The latest run of one command over one window: its id, status and settings."""
+    """The latest run of one command over one window that may send: id, status and settings.
+
+    Dry runs commit nothing and are passed over.
+    """
     return (
         sa.select(runs.c.id, runs.c.status, runs.c.settings)
         .where(
+            runs.c.settings["dry_run"].as_boolean().is_not(True),
             runs.c.mode == mode,
             runs.c.source_id == source_id,
             runs.c.event_code == code,
@@ -255,4 +259,21 @@ def reopen_run(run_id: int, settings: Mapping[str, Any]) -> sa.Update:
         sa.update(runs)
         .where(runs.c.id == run_id)
         .values(status="running", finished_at=None, error=None, settings=settings)
+    )
+
+
+def close_dead_runs(
+    *, source_id: str, code: str, charge_by: str, but: int, error: str
+) -> sa.Update:
+    """Runs of a source left `running` (killed): `failed`, with `error`; not run `but`."""
+    return (
+        sa.update(runs)
+        .where(
+            runs.c.status == "running",
+            runs.c.id != but,
+            runs.c.source_id == source_id,
+            runs.c.event_code == code,
+            runs.c.charge_by == charge_by,
+        )
+        .values(status="failed", finished_at=sa.func.now(), error=error)
     )

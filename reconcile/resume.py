@@ -67,14 +67,18 @@ def find(
         return None
     run_id, status, before = latest
     if _comparable(before) != _comparable(recorded):
+        changed = sorted(
+            key for key in {*_comparable(before), *_comparable(recorded)}
+            if before.get(key) != recorded.get(key)
+        )  # fmt: skip
         log.warning(
-            "run %s over this window was %s, but with other settings: starting over",
-            run_id,
-            status,
-        )
+            "run %s over this window (%s) had other settings (%s): starting over",
+            run_id, status, ", ".join(changed),
+        )  # fmt: skip
         return None
     states = ledger.slice_states(run_id)
     if not states:
+        log.info("run %s over this window (%s) committed no slice: starting over", run_id, status)
         return None
     lines = Tallies()
     for _, state in states:

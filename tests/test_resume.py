@@ -16,11 +16,14 @@ from conftest import DAY
 from test_reconcile_e2e import CODE, KEY, billable, billed_once, callback, committed_slices
 
 from reconcile import commands
+from reconcile.cli.options import parse_duration
+from reconcile.lago.client import LagoClient
 from reconcile.lago_emulator import LagoEmulator
 from reconcile.margins import DEFAULT_MAX_DELAY, DEFAULT_SKEW
 from reconcile.postgres import Database, connect
+from reconcile.settings import ChargeBy, JobSettings
 from reconcile.testing.factory import SpendLog, SpendLogFactory
-from reconcile.window import parse_instant
+from reconcile.window import Window, parse_instant
 
 COMMAND = [sys.executable, "-m", "reconcile", "backfill", "--since", "2026-11-01",
            "--until", "2026-11-02", "--yes", "--slice", "1h"]  # fmt: skip
@@ -133,7 +136,7 @@ def test_restart_starts_over_and_other_settings_do_not_resume(
     other = subprocess.run([*COMMAND, "--max-delay", "30m"], env=env, capture_output=True,
                            text=True, timeout=120, check=False)  # fmt: skip
     assert other.returncode == 0, other.stderr
-    assert "but with other settings: starting over" in other.stderr
+    assert "had other settings (max_delay_seconds): starting over" in other.stderr
     again = subprocess.run([*COMMAND, "--restart"], env=env, capture_output=True, text=True,
                            timeout=120, check=False)  # fmt: skip
     assert again.returncode == 0, again.stderr
@@ -143,7 +146,7 @@ def test_restart_starts_over_and_other_settings_do_not_resume(
         statuses = connection.execute(
             "SELECT status FROM litellm_reconcile.runs ORDER BY id"
         ).fetchall()
-    assert statuses == [("running",), ("succeeded",), ("succeeded",)]
+    assert statuses == [("failed",), ("succeeded",), ("succeeded",)]  # the killed one: found
 
 
 @pytest.mark.parametrize("shown", [True, False])
@@ -205,4 +208,31 @@ def test_windows_resume_only_their_own_run(
         statuses = connection.execute(
             "SELECT status FROM litellm_reconcile.runs ORDER BY id"
         ).fetchall()
-    assert statuses == [("running",), ("succeeded",)]
+    assert statuses == [("failed",), ("succeeded",)]
+
+
+@pytest.mark.parametrize("size", ["5m", "15m", "2h"])
+@pytest.mark.parametrize("since", ["2026-11-01T03:05:00Z", "2026-11-01T00:17:00Z"])
+def test_any_slice_over_any_window_gives_the_answer_of_a_day_at_once(
+    day: tuple[Database, list[SpendLog]], lago: LagoEmulator, size: str, since: str
+) -> None:
+    """Slices shorter than the margins, windows starting just past a slice's start: the same
+    counts as one slice of a day."""
+    database, rows = day
+    callback(lago, billable(rows)[::2])
+    window = Window(
+        parse_instant(since, option="--since"),
+        parse_instant("2026-11-01T09:00:00Z", option="--until"),
+    )
+    found = []
+    for length in (parse_duration(size, option="--slice"), dt.timedelta(days=1)):
+        settings = JobSettings(mode="backfill", window=window, charge_by=ChargeBy.END_USER_ID,
+                               code=CODE, dry_run=True, slice=length)  # fmt: skip
+        with LagoClient(lago.url, KEY) as client:
+            summary = commands.backfill(
+                database, commands.LagoSettings(lago.url, KEY), commands.StateSettings(database),
+                settings, client=client,
+            )  # fmt: skip
+        found.append((summary.expected, summary.listed, summary.matched_by_fingerprint,
+                      summary.missing, summary.tally.rows))  # fmt: skip
+    assert found[0] == found[1] and found[0][3] > 0

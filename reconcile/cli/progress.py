@@ -29,6 +29,7 @@ def progress(shown: bool | None) -> Iterator[Progress]:
         shown = sys.stderr.isatty()
     started = time.monotonic()
     bars: list[tqdm[Any]] = []  # the one bar, once the first step gives its total
+    totals: list[int] = []
 
     def tell(step: Step, summary: RunSummary) -> None:
         figures = {
@@ -36,12 +37,19 @@ def progress(shown: bool | None) -> Iterator[Progress]:
             "listed": f"{step.events_listed:,}",
             "sent": f"{summary.sent:,}",
         }
-        if step.last:  # everything left is decided
+        if step.last:  # everything left is decided: every slice is done
             for bar in bars:
                 bar.update((bar.total or 0) - bar.n)
                 bar.set_postfix(figures, refresh=True)
+            if not shown and totals:
+                log.info(
+                    "slice %s of %s: %s rows read, %s events listed, %s sent; done",
+                    f"{totals[-1]:,}", f"{totals[-1]:,}", figures["rows"], figures["listed"],
+                    figures["sent"],
+                )  # fmt: skip
             return
         done = max(step.slices_done, 0)
+        totals.append(step.slices_total)
         if shown:
             if not bars:
                 bars.append(tqdm(total=step.slices_total, unit="slice", file=sys.stderr))
