@@ -137,7 +137,7 @@ def test_concurrent_migrations_all_succeed(new_database: Callable[[], Database])
         versions = connection.execute(
             "SELECT version_num FROM litellm_reconcile.alembic_version"
         ).fetchall()
-    assert versions == [("003_interrupted_runs",)]
+    assert versions == [("004_run_slices",)]
 
 
 def test_pgbouncer_transaction_pooling_is_refused_for_the_lock(

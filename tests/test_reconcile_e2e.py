@@ -426,6 +426,7 @@ def test_the_ledger_can_live_in_a_schema_the_reader_owns(
         "001_runs_and_sent_events",
         "002_server_identity_and_coverage",
         "003_interrupted_runs",
+        "004_run_slices",
     ]
     with LagoEmulator(api_key=KEY) as lago, LagoClient(lago.url, KEY) as client:
         summary = commands.backfill(
