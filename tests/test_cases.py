@@ -151,7 +151,11 @@ def test_a_negative_cost_is_never_sent_and_is_counted_apart(
     assert "negative cost (never sent)" in ran.first.stderr
     assert ran.first.stderr.count("have a negative cost (-0.847665") == 1  # said once
     (counts,) = ran.ledger("SELECT counts FROM litellm_reconcile.runs WHERE counts->>'sent' = '1'")
-    assert counts[0]["rows"]["negative_cost"] == {"rows": 1, "spend": "-0.847665"}
+    assert counts[0]["rows"]["negative_cost"] == {
+        "rows": 1,
+        "spend": "-0.847665",
+        "rows_with_spend": 1,
+    }
     line = next(line for line in ran.lines() if line["customer"] == "cust-2")
     assert (line["negative_cost_requests"], line["negative_cost_spend"]) == ("1", "-0.847665")
     assert (line["spend"], line["status"]) == ("0.0021", "ok")
