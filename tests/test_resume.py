@@ -63,6 +63,20 @@ def last_frontier(database: Database) -> dt.datetime:
     return decided
 
 
+def kill_after_slices(
+    command: list[str], env: dict[str, str], database: Database, slices: int
+) -> None:
+    """Run `command` and SIGKILL it once the ledger holds `slices` committed slices."""
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)  # fmt: skip
+    deadline = time.monotonic() + 90
+    while committed_slices(database) < slices:
+        assert time.monotonic() < deadline and process.poll() is None
+        time.sleep(0.005)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+
+
 def listed_from(lago: LagoEmulator, since: int) -> list[dt.datetime]:
     """Where each listing request after the `since`-th request began."""
     return [
@@ -124,15 +138,7 @@ def test_restart_starts_over_and_other_settings_do_not_resume(
     database, rows = day
     env = environment(database, lago)
     lago.faults.latency(0.02)
-    process = subprocess.Popen(
-        COMMAND, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    deadline = time.monotonic() + 90
-    while committed_slices(database) < 3:
-        assert time.monotonic() < deadline and process.poll() is None
-        time.sleep(0.005)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
+    kill_after_slices(COMMAND, env, database, 3)
     other = subprocess.run([*COMMAND, "--max-delay", "30m"], env=env, capture_output=True,
                            text=True, timeout=120, check=False)  # fmt: skip
     assert other.returncode == 0, other.stderr
@@ -192,13 +198,7 @@ def test_windows_resume_only_their_own_run(
     env = environment(database, lago)
     half = [*COMMAND[:7], "2026-11-01T12:00:00Z", *COMMAND[8:]]
     lago.faults.latency(0.02)
-    process = subprocess.Popen(half, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 90
-    while committed_slices(database) < 2:
-        assert time.monotonic() < deadline and process.poll() is None
-        time.sleep(0.005)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
+    kill_after_slices(half, env, database, 2)
     whole = subprocess.run(COMMAND, env=env, capture_output=True, text=True, timeout=120,
                            check=False)  # fmt: skip
     assert whole.returncode == 0, whole.stderr
