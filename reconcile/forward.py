@@ -250,13 +250,8 @@ class _Pass:
     def step(self, rows_until: int, events_until: int, slices: tuple[int, int] | None) -> Step:
         """Hand what was read and listed to the matcher; what it decided, as a Step."""
         fresh = pa.concat_tables(self.fresh) if self.fresh else EXPECTED_SCHEMA.empty_table()
-        events = (
-            pd.concat(self.listed, ignore_index=True) if len(self.listed) > 1 else
-            self.listed[0] if self.listed else None
-        )  # fmt: skip
+        events = pd.concat(self.listed, ignore_index=True) if self.listed else frame([])
         self.fresh, self.listed = [], []
-        if events is None:
-            events = frame([])
         numbers = np.arange(self.numbered, self.numbered + fresh.num_rows, dtype=np.int64)
         self.numbered += fresh.num_rows
         self.held = pa.concat_tables([self.held, fresh]) if self.held.num_rows else fresh

@@ -143,7 +143,8 @@ class _Passing:
     resumed: resume.Resumed | None
     progress: Progress | None
     requests_before: int
-    unsettled_starts: list[int] = dataclasses.field(default_factory=list)
+    first_unsettled_ms: int | None = None
+    """The earliest "startTime" of a row held back as too recent (Unix ms), if any."""
     phase: str = "reading"
     """What the run is doing: "reading" (and matching), "asking" or "sending"."""
 
@@ -195,9 +196,7 @@ def _reconcile(
     if stop.signal is not None:  # after the last batch: nothing left to stop, the run ends
         log.warning("%s came after the last batch: the run is complete", stop.signal.name)
     summary.unsent = summary.missing - summary.sent - summary.already_in_lago
-    summary.covered_until = _covered_until(
-        settings, summary, min(passing.unsettled_starts, default=None)
-    )
+    summary.covered_until = _covered_until(settings, summary, passing.first_unsettled_ms)
     summary.lines = sorted_lines(tallies.lines(settings.tolerance))
     for reason, field in REASON_FIELDS.items():  # exact, as the report sums them
         count = sum(getattr(line, f"{field}_events") for line in summary.lines)
@@ -213,8 +212,7 @@ def _carried(passing: _Passing) -> Tallies:
         return Tallies()
     count, spend = resumed.state["planned"]
     passing.summary.plan = Plan(count=count, spend=Decimal(spend), by_customer=_by_customer([]))
-    if resumed.state["first_unsettled_ms"] is not None:
-        passing.unsettled_starts.append(resumed.state["first_unsettled_ms"])
+    passing.first_unsettled_ms = resumed.state["first_unsettled_ms"]
     return resumed.lines
 
 
@@ -235,7 +233,7 @@ def _ask(
     planned = RunSummary(run_id=summary.run_id, settings=settings, tally=Tally())
     with stop.interruptible():
         for step in forward_pass(database, client, settings, now=passing.now, start=start):
-            _plan(planned, step, settings, passing.now, [])
+            _plan(planned, step, settings, passing.now)
     plan = planned.plan
     passing.phase = "asking"
     if plan is not None and plan.count and not sending.confirmed(confirm, plan, stop):
@@ -253,7 +251,7 @@ def _commit(
         frontier,
         summary,
         added,
-        first_unsettled_ms=min(passing.unsettled_starts, default=None),
+        first_unsettled_ms=passing.first_unsettled_ms,
         planned=(plan.count, plan.spend) if plan is not None else (0, ZERO),
     )
     ledger.record_slice(summary.run_id or 0, number, from_ms(frontier.decided_ms), state)
@@ -278,7 +276,10 @@ def _step(
         ours = listed[listed["transaction_id"].str.startswith(PREFIX).fillna(False)]
         pairs = zip(ours["transaction_id"], ours["subscription"], strict=True)
         ledger.confirm_in_lago(settings.code, pairs)
-    rows, to_send = _plan(summary, step, settings, passing.now, passing.unsettled_starts)
+    rows, to_send, unsettled = _plan(summary, step, settings, passing.now)
+    if unsettled is not None:
+        known = passing.first_unsettled_ms
+        passing.first_unsettled_ms = unsettled if known is None else min(known, unsettled)
     add_matches(
         added, step.expected, step.result, label, backfilled={},
         finalized=lambda _customer, _end: False,
@@ -319,9 +320,11 @@ def _plan(
     step: Step,
     settings: JobSettings,
     now: dt.datetime,
-    unsettled_starts: list[int],
-) -> tuple[pa.Table, list[dict[str, Any]]]:
-    """A step's missing rows (as expected events) and those of them to send; into the plan."""
+) -> tuple[pa.Table, list[dict[str, Any]], int | None]:
+    """A step's missing rows (as expected events) and those of them to send, into the plan.
+
+    Third: the earliest "startTime" among the rows held back as too recent (Unix ms), if any.
+    """
     missing = step.result.missing.sort_values(["end_ms", "request_id"])
     rows = step.expected.events.take(pa.array(missing.index.to_numpy(), pa.int64()))
     settled = _settled(rows, settings, now)
@@ -332,8 +335,9 @@ def _plan(
     held = [cost for cost, ready in zip(costs, settled, strict=True) if not ready]
     summary.too_recent += len(held)
     summary.too_recent_spend += exact_sum(held)
+    unsettled = None
     if not settled.all():
-        unsettled_starts.append(int(rows.column("start_ms").to_numpy()[~settled].min()))
+        unsettled = int(rows.column("start_ms").to_numpy()[~settled].min())
     month = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
     summary.before_this_month += int((missing["end_ms"] < to_ms(month)).sum())
     to_send = [event for event, ready in zip(events, settled, strict=True) if ready]
@@ -350,7 +354,7 @@ def _plan(
         ).reset_index(),
         sample=(*planned.sample, *to_send[: max(SAMPLE - len(planned.sample), 0)]),
     )
-    return rows, to_send
+    return rows, to_send, unsettled
 
 
 def _settled(rows: pa.Table, settings: JobSettings, now: dt.datetime) -> np.ndarray:
