@@ -15,12 +15,15 @@ warms Postgres' cache and the emulator's pages) and `psql -c "COPY (<the reader'
 the window>) TO STDOUT"` into /dev/null. It prints, per size: the whole run beside the raw
 COPY (target: at most 3 times), peak RSS (target: under 300 MB, flat across sizes) and the
 Lago requests made beside the naive way's (list at per_page=100, one POST per missing event;
-target: at most 3%). Figures on stdout, progress on stderr.
+target: at most 3%). Then, against the same Lago (the emulator restarted from the same
+events) and a fresh ledger, the same backfill with `--workers 2` (parts of a day): wall time and
+Lago requests beside the one worker's. Figures on stdout, progress on stderr.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import datetime as dt
 import io
@@ -33,7 +36,9 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from events_throughput import timed  # same folder: the child's peak RSS, polled
 from reconcile_day import CODE, EMULATOR, KEY, _lengthen, _write_callback
@@ -131,44 +136,68 @@ def copy_seconds(database: Database, window: Window) -> float:
     return seconds
 
 
+@contextlib.contextmanager
+def emulated(lago_file: Path) -> Iterator[str]:
+    """The emulator in a process of its own, preloaded with the file's events: its URL."""
+    started = time.monotonic()
+    emulator = subprocess.Popen(
+        [sys.executable, "-c", EMULATOR, str(lago_file), KEY],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    url = emulator.stdout.readline().strip() if emulator.stdout else ""
+    log(f"  emulator at {url} preloaded in {time.monotonic() - started:.0f} s")
+    try:
+        yield url
+    finally:
+        if emulator.stdin:
+            emulator.stdin.close()
+        emulator.wait()
+
+
+def reset_ledger(database: Database) -> None:
+    with connect(database, autocommit=True) as connection:
+        connection.execute("DROP SCHEMA litellm_reconcile CASCADE")
+    commands.migrate(commands.StateSettings(database))
+
+
+def last_counts(database: Database) -> dict[str, Any]:
+    with connect(database) as connection:
+        found = connection.execute(
+            "SELECT counts FROM litellm_reconcile.runs ORDER BY id DESC LIMIT 1"
+        ).fetchone()
+    return dict(found[0]) if found else {}
+
+
 def measure(admin: Database, rows: int, per_day: int, folder: Path) -> dict[str, float]:
     name = f"reconcile_bench_{uuid.uuid4().hex[:8]}"
     database = create_database(admin, name, template=ensure_template(admin))
     try:
         lago_file = folder / f"lago-{rows}.jsonl"
         window = fill(database, rows, per_day, lago_file)
-        commands.migrate(commands.StateSettings(database))
-        started = time.monotonic()
-        emulator = subprocess.Popen(
-            [sys.executable, "-c", EMULATOR, str(lago_file), KEY],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        url = emulator.stdout.readline().strip() if emulator.stdout else ""
-        log(f"  emulator at {url} preloaded in {time.monotonic() - started:.0f} s")
-        try:
+        command = [sys.executable, "-m", "reconcile", "backfill", "--since",
+                   window.since.isoformat(), "--until", window.until.isoformat(), "--yes",
+                   "--no-progress"]  # fmt: skip
+        with emulated(lago_file) as url:
             environment = {**os.environ, "DATABASE_URL": database.url(), "LAGO_API_BASE": url,
                            "LAGO_API_KEY": KEY, "LAGO_API_EVENT_CODE": CODE}  # fmt: skip
-            command = [sys.executable, "-m", "reconcile", "backfill", "--since",
-                       window.since.isoformat(), "--until", window.until.isoformat(), "--yes",
-                       "--no-progress"]  # fmt: skip
+            commands.migrate(commands.StateSettings(database))
             timed([*command, "--dry-run"], environment, ok=(3,))  # untimed: caches warm
             whole, peak = timed(command, environment)
-        finally:
-            if emulator.stdin:
-                emulator.stdin.close()
-            emulator.wait()
         raw = copy_seconds(database, window)
-        with connect(database) as connection:
-            found = connection.execute(
-                "SELECT counts FROM litellm_reconcile.runs ORDER BY id DESC LIMIT 1"
-            ).fetchone()
-        counts = found[0] if found else {}
+        counts = last_counts(database)
+        with emulated(lago_file) as url:  # the same Lago again, a fresh ledger, 2 workers
+            reset_ledger(database)
+            environment["LAGO_API_BASE"] = url
+            two, _ = timed([*command, "--workers", "2"], environment)
+        two_counts = last_counts(database)
     finally:
         drop_database(admin, name)
     naive = math.ceil(counts["listed"] / 100) + counts["missing"]
     return {
+        "two_workers": two, "two_requests": two_counts["lago_requests"],
+        "two_sent": two_counts["sent"],
         "rows": counts["rows"]["billable"]["rows"], "listed": counts["listed"],
         "missing": counts["missing"], "sent": counts["sent"], "whole": whole, "raw": raw,
         "peak_mb": peak / 1024, "requests": counts["lago_requests"], "naive": naive,
@@ -199,6 +228,16 @@ def main() -> None:
             f"{found['raw']:.1f} | {found['whole'] / found['raw']:.1f}x | "
             f"{found['peak_mb']:.0f} MB | {found['requests']:,} of {found['naive']:,} "
             f"({found['requests'] / found['naive']:.1%}) |"
+        )
+    print()
+    print("| rows | 1 worker (s) | 2 workers (s) | speed-up | Lago requests, 1 / 2 workers | sent, "
+          "1 / 2 workers |")  # fmt: skip
+    print("|---:|---:|---:|---:|---:|---:|")
+    for rows, found in zip(arguments.sizes, figures, strict=True):
+        print(
+            f"| {rows:,} | {found['whole']:.1f} | {found['two_workers']:.1f} | "
+            f"{found['whole'] / found['two_workers']:.2f}x | {found['requests']:,} / "
+            f"{found['two_requests']:,} | {found['sent']:,} / {found['two_sent']:,} |"
         )
 
 

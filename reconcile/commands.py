@@ -16,13 +16,13 @@ import numpy as np
 
 from reconcile.attribute import Tally, billable, classify, tally
 from reconcile.build_events import EVENT_SCHEMA, build_events, write_csv, write_jsonl
-from reconcile.errors import ConfigError, RunLocked
-from reconcile.job import Progress, reconcile_window
+from reconcile.errors import ConfigError
+from reconcile.job import Progress, reconcile_window, whole_summary
 from reconcile.lago.answers import hide_password
 from reconcile.lago.billing import NEVER_RECOMPUTED, finalized_periods, subscription_ids
 from reconcile.lago.client import LagoClient
 from reconcile.lago.retry import DEFAULT_BUDGET, RetryPolicy
-from reconcile.ledger import DEFAULT_SCHEMA, Ledger, lock_key
+from reconcile.ledger import DEFAULT_SCHEMA, Ledger
 from reconcile.ledger_migrate import (
     Migrated,
     current_revision,
@@ -170,7 +170,7 @@ def backfill(
             f"stretch may still be arriving; give --until {format_instant(settle_point)} or "
             "earlier (or a shorter --settle)"
         )
-    with _locked(source, lago, state, settings, client, stop) as (
+    with _opened(source, lago, state, client, stop) as (
         source_id,
         lago_client,
         ledger,
@@ -276,7 +276,7 @@ def run(
     covered anything, it starts at the earliest of `schedule.first_since` and where an earlier
     attempt began (one that failed).
     """
-    with _locked(source, lago, state, settings, client, stop) as (
+    with _opened(source, lago, state, client, stop) as (
         source_id,
         lago_client,
         ledger,
@@ -309,32 +309,32 @@ def run(
         )
 
 
+def whole_run(state: StateSettings, settings: JobSettings, run_id: int) -> RunSummary:
+    """A run in parts as its ledger has it: the sum of the parts done (see RunSummary.parts)."""
+    with Ledger(state.database, state.schema) as ledger:
+        return whole_summary(ledger, settings, run_id)
+
+
 @contextlib.contextmanager
-def _locked(
+def _opened(
     source: Database,
     lago: LagoSettings,
     state: StateSettings,
-    settings: JobSettings,
     client: LagoClient | None,
     stop: Stop | None = None,
 ) -> Iterator[tuple[str, LagoClient, Ledger]]:
-    """The source's server identity, a Lago client and the ledger, holding the run's lock.
+    """The source's server identity, a Lago client and the ledger.
 
-    The client's waits between tries end on a signal `stop` notes (Interrupted).
+    The client's waits between tries end on a signal `stop` notes (Interrupted). One run at a
+    time per source, code and charge-by: the run's leases see to it (reconcile.leases).
     """
     source_id = server_identity(source)
     with (
         _client(lago, client, stop) as lago_client,
         Ledger(state.database, state.schema) as ledger,
+        wide(),
     ):
-        code, charge_by = settings.code, settings.charge_by.value
-        if not ledger.try_lock(lock_key(source_id, code, charge_by)):
-            raise RunLocked(
-                f"another reconcile run holds the lock for {source} (code {code}, charge-by "
-                f"{charge_by}): it is still running; try again when it ends"
-            )
-        with wide():
-            yield source_id, lago_client, ledger
+        yield source_id, lago_client, ledger
 
 
 @contextlib.contextmanager

@@ -54,7 +54,7 @@ class SourceUnavailable(SourceError):
 
 
 class RunLocked(ReconcileError):
-    """Another run holds the lock of this (database, event code, charge-by)."""
+    """Another run (another command, window or settings) is under way for this source."""
 
     exit_code = EXIT_LOCKED
 

@@ -1,46 +1,31 @@
-"""One reconciliation of a window: read and match, hold back the unsettled, backfill, record."""
+"""One run of a window as a worker: enter it, claim its parts in turn, record how it ends."""
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import json
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import Any
 
-import numpy as np
-import pandas as pd
-import pyarrow as pa
-import pyarrow.compute as pc
-
 import reconcile
-from reconcile import resume, sending
+from reconcile import leases, ledger_leases, resume, sending
 from reconcile.attribute import Tally
-from reconcile.build_events import json_lines
-from reconcile.errors import Interrupted
-from reconcile.forward import Frontier, Step, forward_pass
+from reconcile.errors import ConfigError, Interrupted
 from reconcile.lago.client import LagoClient
-from reconcile.ledger import Ledger
-from reconcile.money import ZERO, exact_sum
-from reconcile.pipeline import Stopwatch
+from reconcile.ledger import Ledger, lock_key
+from reconcile.money import ZERO
 from reconcile.postgres import Database
-from reconcile.report.aggregate import REASON_FIELDS, Tallies, add_matches, add_sent, observe_rows
-from reconcile.report.lines import sorted_lines
-from reconcile.report.sums import Periods, periods
-from reconcile.results import Plan, RunSummary
+from reconcile.report.aggregate import Tallies
+from reconcile.results import Plan, RunSummary, Share
 from reconcile.settings import JobSettings
+from reconcile.slices import Passing, Progress, conclude, customer_counts, reconcile_part
 from reconcile.stopping import Stop
-from reconcile.transaction_id import PREFIX
-from reconcile.window import from_ms, to_ms
+
+__all__ = ["Progress", "reconcile_window", "whole_summary"]
 
 log = logging.getLogger(__name__)
-
-SAMPLE = 20  # events a plan keeps to show
-
-Progress = Callable[[Step, RunSummary], None]
-"""Told of each step of a run: what it decided, and the run's counts so far."""
 
 
 def reconcile_window(
@@ -56,343 +41,221 @@ def reconcile_window(
     stop: Stop | None = None,
     progress: Progress | None = None,
 ) -> RunSummary:
-    """Reconcile one window end to end; the ledger records the run however it ends.
+    """Reconcile one window end to end as a worker of its run; the ledger records how it ends.
 
-    The window is reconciled slice by slice (reconcile.forward), each slice's missing events
-    sent and the slice committed to the ledger before the next; when the latest run of the
-    same command over the same window was cut short, this one goes on with it from its last
-    committed slice (reconcile.resume), unless `settings.restart`. `progress` hears of each
-    step.
+    The run's window is cut into parts (`settings.part`; one by default), each leased to one
+    worker at a time (reconcile.leases): this process joins the live run of the same command
+    and settings, or resumes the one cut short (unless `settings.restart`), or starts one,
+    then claims parts until none is left. A part is reconciled slice by slice
+    (reconcile.forward), each slice's missing events sent and the slice committed before the
+    next; a part claimed again goes on from its last committed slice. The worker that
+    finishes the last part records the run and returns its whole summary; the others return
+    theirs (`RunSummary.parts`). `progress` hears of each step.
 
     `source` labels the spend-log database (no password), `source_id` identifies it by what
     its server says it is. Rows whose events may still arrive (endTime + max delay after
     `now - settle`) are held back, never sent. A signal noted by `stop` (or Interrupted from
     `confirm`) ends the run between two batches as `interrupted`, with what it sent recorded,
-    and raises Interrupted saying what was sent and what remains.
+    and raises Interrupted saying what was sent and what remains. Raises RunLocked when
+    another run of the source is under way; ConfigError for a prompt or --max-events over a
+    run in several parts.
     """
     stop = stop or Stop()
+    parts = len(leases.plan_parts(settings.window, settings.part))
+    if parts > 1 and settings.max_events is not None and not settings.dry_run:
+        raise ConfigError(
+            f"--max-events caps one process's sending, and this window is cut into {parts} "
+            "parts that several workers may share: drop --part/--workers, or --max-events"
+        )
+    worker = leases.worker_name()
     with stop.deferred():  # the ledger's record of the run is never cut short
         recorded = _recorded(settings, client)
-        resumed = None
-        if not settings.dry_run and not settings.restart:
-            resumed = resume.find(
-                ledger, settings, source_id=source_id, recorded=dict(recorded), now=now
+        entered = leases.enter(
+            ledger, settings, source=source, source_id=source_id, recorded=dict(recorded),
+            now=now, worker=worker, lease=settings.lease,
+        )  # fmt: skip
+    settings = dataclasses.replace(settings, window=entered.window)
+    if entered.parts > 1 and confirm is not None and not settings.dry_run:
+        confirm = None  # several parts, several workers: nobody to ask (the CLI says so)
+    done_here: list[dict[str, Any]] = []
+    claim = entered.claim
+    while True:
+        if claim is None:
+            with stop.deferred():
+                claim = leases.claim(ledger, entered.run_id, worker, settings.lease)
+        if claim is None:
+            if not _wait_for_parts(ledger, entered.run_id, settings, stop):
+                break
+            continue
+        if entered.parts > 1:
+            log.info(
+                "run %s: part %s of %s (%s) is this worker's", entered.run_id, claim.part + 1,
+                entered.parts, claim.window,
+            )  # fmt: skip
+        state = _part(database, client, ledger, settings, claim, worker, now, confirm, stop,
+                      progress)  # fmt: skip
+        if state is not None:
+            done_here.append(state)
+        claim = None
+    with stop.deferred(), ledger.transaction():
+        ledger.execute(_entry_lock(source_id, settings))  # one worker records the run's end
+        standing = leases.parts_state(ledger, entered.run_id)
+        last = standing.finished and not leases.finished_already(ledger, entered.run_id)
+        whole = _whole(settings, entered.run_id, standing.done if last else done_here)
+        whole.parts = Share(len(done_here), standing.total, last)
+        if last:
+            status = "succeeded" if whole.complete else "incomplete"
+            ledger.finish_run(
+                entered.run_id, status, whole.counts(), covered_until=whole.covered_until
             )
-        if resumed is not None:
-            run_id = resumed.run_id
-            ledger.reopen_run(run_id, resumed.settings)
-        else:
-            run_id = ledger.start_run(
-                mode=settings.mode,
-                source=source,
-                source_id=source_id,
-                code=settings.code,
-                charge_by=settings.charge_by.value,
-                since=settings.window.since,
-                until=settings.window.until,
-                settings=recorded,
-            )
-        dead = ledger.close_dead_runs(
-            run_id, source_id=source_id, code=settings.code, charge_by=settings.charge_by.value
-        )  # the caller holds the run lock: a run still `running` was killed
-        if dead:
-            log.info("%s run(s) left running by a killed process recorded as failed", dead)
-        summary = RunSummary(run_id=run_id, settings=settings, tally=Tally())
-        if resumed is not None:
-            resume.restore(summary, resumed)
-        requests_before = client.requests - summary.lago_requests
-        passing = _Passing(settings, summary, now, resumed, progress, requests_before)
-        try:
-            _reconcile(database, client, ledger, passing, confirm, stop)
-        except Interrupted as interruption:
-            summary.lago_requests = client.requests - requests_before
-            summary.unsent = summary.missing - summary.sent - summary.already_in_lago
-            message = sending.interrupted(str(interruption), summary, passing.phase)
-            try:
-                ledger.finish_run(run_id, "interrupted", summary.counts(), error=message)
-            except Exception as ledger_error:
-                log.warning(
-                    "the ledger could not record run %s as interrupted: %s", run_id, ledger_error
-                )
-            raise Interrupted(message) from None
-        except BaseException as error:
-            summary.lago_requests = client.requests - requests_before
-            summary.unsent = summary.missing - summary.sent - summary.already_in_lago
-            try:
-                ledger.finish_run(
-                    run_id, "failed", summary.counts(), error=f"{type(error).__name__}: {error}"
-                )
-            except Exception as ledger_error:
-                log.warning(
-                    "the ledger could not record run %s as failed: %s", run_id, ledger_error
-                )
-            raise
-        summary.lago_requests = client.requests - requests_before
-        status = "succeeded" if summary.complete else "incomplete"
-        ledger.finish_run(run_id, status, summary.counts(), covered_until=summary.covered_until)
-        return summary
+    return whole
 
 
-@dataclasses.dataclass
-class _Passing:
-    """A run's pass under way: where it started and what it folds step by step."""
-
-    settings: JobSettings
-    summary: RunSummary
-    now: dt.datetime
-    resumed: resume.Resumed | None
-    progress: Progress | None
-    requests_before: int
-    first_unsettled_ms: int | None = None
-    """The earliest "startTime" of a row held back as too recent (Unix ms), if any."""
-    phase: str = "reading"
-    """What the run is doing: "reading" (and matching), "asking" or "sending"."""
+def whole_summary(ledger: Ledger, settings: JobSettings, run_id: int) -> RunSummary:
+    """A run's summary from its parts done so far (all of them once it has ended)."""
+    standing = leases.parts_state(ledger, run_id)
+    whole = _whole(settings, run_id, standing.done)
+    whole.parts = Share(0, standing.total, standing.finished)
+    return whole
 
 
-def _reconcile(
+def _entry_lock(source_id: str, settings: JobSettings) -> Any:
+    return ledger_leases.lock_for_entry(
+        lock_key(source_id, settings.code, settings.charge_by.value)
+    )
+
+
+def _wait_for_parts(ledger: Ledger, run_id: int, settings: JobSettings, stop: Stop) -> bool:
+    """With no part to claim: False when every part is done, else True once it is worth trying.
+
+    A worker stays while other workers hold parts: a part whose worker dies is claimed again
+    when its lease expires (at once when it was a process of this host that is gone).
+    """
+    standing = leases.parts_state(ledger, run_id)
+    if standing.finished:
+        return False
+    if standing.working and leases.take_over_local_dead(ledger, run_id):
+        return True
+    log.info(
+        "run %s: %s of %s parts done, %s with other workers: waiting until they are done or "
+        "their leases expire", run_id, len(standing.done), standing.total, standing.working,
+    )  # fmt: skip
+    with stop.interruptible():
+        stop.pause(min(settings.lease.total_seconds() / 3, 5.0))
+    stop.check()
+    return True
+
+
+def _part(
     database: Database,
     client: LagoClient,
     ledger: Ledger,
-    passing: _Passing,
+    settings: JobSettings,
+    claim: leases.Claim,
+    worker: str,
+    now: dt.datetime,
     confirm: Callable[[Plan], bool] | None,
     stop: Stop,
-) -> None:
-    summary, now, resumed = passing.summary, passing.now, passing.resumed
-    clock = Stopwatch(summary.seconds, level=logging.DEBUG)
-    start = resumed.frontier if resumed is not None else None
-    if confirm is not None and not passing.settings.dry_run:
-        _ask(database, client, passing, confirm, stop)
-    settings = passing.settings
-    label = periods("UTC", "day")
-    tallies = _carried(passing)
-    added = [Tallies()]  # what the step under way adds to the lines
-
-    def observe(rows: pa.Table) -> None:
-        observe_rows(added[0], label)(rows)
-
-    steps = forward_pass(database, client, settings, now=now, start=start, observe=observe)
-    number = resumed.next_slice if resumed is not None else 0
-    while True:
-        with clock("read and match"), stop.interruptible():
-            found = next(steps, None)
-        if found is None:
-            break
-        _step(client, ledger, passing, found, added[0], label, clock, stop, settings)
-        with stop.deferred(), clock("ledger"):  # a slice is committed whole, or not at all
-            if not settings.dry_run and found.frontier is not None:
-                summary.lago_requests = client.requests - passing.requests_before
-                _commit(ledger, passing, found.frontier, added[0], number)
-                number += 1
-            if settings.dry_run or found.frontier is not None:
-                tallies.merge(added[0])
-                added[0] = Tallies()
-        if passing.progress is not None:
-            passing.progress(found, summary)
-        if found.last:  # a signal that comes now finds nothing left to stop
-            break
-    tallies.merge(added[0])  # a window with nothing to decide
-    for stage, seconds in clock.seconds.items():
-        log.info("stage %s took %.1f s", stage, seconds)
-    if stop.signal is not None:  # after the last batch: nothing left to stop, the run ends
-        log.warning("%s came after the last batch: the run is complete", stop.signal.name)
-    summary.unsent = summary.missing - summary.sent - summary.already_in_lago
-    summary.covered_until = _covered_until(settings, summary, passing.first_unsettled_ms)
-    summary.lines = sorted_lines(tallies.lines(settings.tolerance))
-    for reason, field in REASON_FIELDS.items():  # exact, as the report sums them
-        count = sum(getattr(line, f"{field}_events") for line in summary.lines)
-        if count:
-            cost = sum((getattr(line, f"{field}_cost") for line in summary.lines), ZERO)
-            summary.unexplained[reason] = (count, cost)
-
-
-def _carried(passing: _Passing) -> Tallies:
-    """What a resumed run's committed slices added up to: its lines (and plan, held back)."""
-    resumed = passing.resumed
-    if resumed is None:
-        return Tallies()
-    count, spend = resumed.state["planned"]
-    passing.summary.plan = Plan(count=count, spend=Decimal(spend), by_customer=_by_customer([]))
-    passing.first_unsettled_ms = resumed.state["first_unsettled_ms"]
-    return resumed.lines
-
-
-def _ask(
-    database: Database,
-    client: LagoClient,
-    passing: _Passing,
-    confirm: Callable[[Plan], bool],
-    stop: Stop,
-) -> None:
-    """Ask before anything is sent (a no makes the run a dry run).
-
-    A pass that only plans, then the one that sends: both in bounded memory; only a person at
-    a terminal waits for the two.
-    """
-    settings, summary = passing.settings, passing.summary
-    start = passing.resumed.frontier if passing.resumed is not None else None
-    planned = RunSummary(run_id=summary.run_id, settings=settings, tally=Tally())
-    with stop.interruptible():
-        for step in forward_pass(database, client, settings, now=passing.now, start=start):
-            _plan(planned, step, settings, passing.now)
-    plan = planned.plan
-    passing.phase = "asking"
-    if plan is not None and plan.count and not sending.confirmed(confirm, plan, stop):
-        passing.settings = dataclasses.replace(settings, dry_run=True)
-    passing.phase = "reading"
-
-
-def _commit(
-    ledger: Ledger, passing: _Passing, frontier: Frontier, added: Tallies, number: int
-) -> None:
-    """Record a slice as committed: what a resumed run needs to go on from it."""
-    summary = passing.summary
-    plan = summary.plan
-    state = resume.slice_state(
-        frontier,
-        summary,
-        added,
-        first_unsettled_ms=passing.first_unsettled_ms,
-        planned=(plan.count, plan.spend) if plan is not None else (0, ZERO),
-    )
-    ledger.record_slice(summary.run_id or 0, number, from_ms(frontier.decided_ms), state)
-
-
-def _step(
-    client: LagoClient,
-    ledger: Ledger,
-    passing: _Passing,
-    step: Step,
-    added: Tallies,
-    label: Periods,
-    clock: Stopwatch,
-    stop: Stop,
-    settings: JobSettings,
-) -> None:
-    """One step's outcome: counted, its missing events planned and sent, its lines added."""
-    summary = passing.summary
-    _count(summary, step)
-    with clock("ledger"):
-        listed = step.result.events
-        ours = listed[listed["transaction_id"].str.startswith(PREFIX).fillna(False)]
-        pairs = zip(ours["transaction_id"], ours["subscription"], strict=True)
-        ledger.confirm_in_lago(settings.code, pairs)
-    rows, to_send, unsettled = _plan(summary, step, settings, passing.now)
-    if unsettled is not None:
-        known = passing.first_unsettled_ms
-        passing.first_unsettled_ms = unsettled if known is None else min(known, unsettled)
-    add_matches(
-        added, step.expected, step.result, label, backfilled={},
-        finalized=lambda _customer, _end: False,
-    )  # fmt: skip
-    stop.check()
-    if to_send and not settings.dry_run:
-        passing.phase = "sending"
-        with clock("backfill"):
-            report = sending.send(client, ledger, summary, to_send, stop)
-        if not stop.requested:  # else it stopped between two batches, whatever comes next
-            passing.phase = "reading"
-        in_lago = pa.array(
-            [name for name, _ in [*report.delivered, *report.already_in_lago]], pa.string()
-        )
-        sent_rows = rows.select(
-            ["transaction_id", "external_subscription_id", "start_ms", "response_cost"]
-        )
-        add_sent(
-            added,
-            sent_rows.filter(pc.is_in(sent_rows.column("transaction_id"), value_set=in_lago)),
-            summary.run_id or 0,
-            label,
-        )
-
-
-def _count(summary: RunSummary, step: Step) -> None:
-    """Fold a step's rows and events into the run's counts."""
-    summary.tally += step.expected.tally
-    in_window = step.result.rows[step.result.rows["in_window"].to_numpy(dtype=bool)]
-    summary.expected += len(in_window)
-    summary.listed += len(step.result.events)
-    summary.matched_by_id += int((in_window["matched_by"] == "id").sum())
-    summary.matched_by_fingerprint += int((in_window["matched_by"] == "fingerprint").sum())
-
-
-def _plan(
-    summary: RunSummary,
-    step: Step,
-    settings: JobSettings,
-    now: dt.datetime,
-) -> tuple[pa.Table, list[dict[str, Any]], int | None]:
-    """A step's missing rows (as expected events) and those of them to send, into the plan.
-
-    Third: the earliest "startTime" among the rows held back as too recent (Unix ms), if any.
-    """
-    missing = step.result.missing.sort_values(["end_ms", "request_id"])
-    rows = step.expected.events.take(pa.array(missing.index.to_numpy(), pa.int64()))
-    settled = _settled(rows, settings, now)
-    events = [json.loads(line) for line in json_lines(rows).to_pylist()]
-    costs = rows.column("response_cost").to_pylist()
-    summary.missing += len(events)
-    summary.missing_spend += exact_sum(costs)
-    held = [cost for cost, ready in zip(costs, settled, strict=True) if not ready]
-    summary.too_recent += len(held)
-    summary.too_recent_spend += exact_sum(held)
-    unsettled = None
-    if not settled.all():
-        unsettled = int(rows.column("start_ms").to_numpy()[~settled].min())
-    month = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-    summary.before_this_month += int((missing["end_ms"] < to_ms(month)).sum())
-    to_send = [event for event, ready in zip(events, settled, strict=True) if ready]
-    planned = summary.plan or Plan(count=0, spend=ZERO, by_customer=_by_customer([]))
-    if settings.max_events is not None:
-        to_send = to_send[: max(settings.max_events - planned.count, 0)]
-    by_customer = pd.concat([planned.by_customer, _by_customer(to_send)])
-    grouped = by_customer.groupby("subscription", sort=True)
-    summary.plan = Plan(
-        count=planned.count + len(to_send),
-        spend=planned.spend + _spend(to_send),
-        by_customer=pd.DataFrame(
-            {"events": grouped["events"].sum(), "spend": grouped["spend"].sum()}
-        ).reset_index(),
-        sample=(*planned.sample, *to_send[: max(SAMPLE - len(planned.sample), 0)]),
-    )
-    return rows, to_send, unsettled
-
-
-def _settled(rows: pa.Table, settings: JobSettings, now: dt.datetime) -> np.ndarray:
-    """Which rows' events have all had time to arrive: endTime + max delay <= now - settle."""
-    point = now - settings.settle - settings.margins.max_delay
-    end_ms = rows.column("end_ms").to_numpy()
-    return end_ms <= to_ms(point)  # type: ignore[no-any-return]
-
-
-def _covered_until(
-    settings: JobSettings, summary: RunSummary, first_unsettled_ms: int | None
-) -> dt.datetime | None:
-    """For a nightly run that sent every settled row: where its full coverage ends."""
-    if settings.mode != "run" or settings.dry_run or settings.customers or summary.left_unsent:
+    progress: Progress | None,
+) -> dict[str, Any] | None:
+    """One part, from its last committed slice: what it added up to (None: its lease lost)."""
+    run_id = claim.run_id
+    part_settings = dataclasses.replace(settings, window=claim.window)
+    resumed = None
+    if not settings.dry_run:
+        resumed = resume.progress(leases.slice_states(ledger, claim))
+    summary = RunSummary(run_id=run_id, settings=part_settings, tally=Tally())
+    if resumed is not None:
+        resume.restore(summary, resumed.state)
+    requests_before = client.requests - summary.lago_requests
+    passing = Passing(part_settings, summary, now, resumed, progress, requests_before)
+    passing.claim, passing.worker = claim, worker
+    try:
+        with leases.Heartbeat(ledger, claim, worker, settings.lease) as heartbeat:
+            passing.heartbeat = heartbeat
+            reconcile_part(database, client, ledger, passing, confirm, stop)
+    except leases.LeaseLost as lost:
+        log.warning("%s", lost)
         return None
-    return settings.window.until if first_unsettled_ms is None else from_ms(first_unsettled_ms)
+    except Interrupted as interruption:
+        _settle(summary, client, requests_before)
+        message = sending.interrupted(str(interruption), summary, passing.phase)
+        _give_up(ledger, settings, claim, worker, ("interrupted", message), summary)
+        raise Interrupted(message) from None
+    except BaseException as error:
+        _settle(summary, client, requests_before)
+        failure = ("failed", f"{type(error).__name__}: {error}")
+        _give_up(ledger, settings, claim, worker, failure, summary)
+        raise
+    summary.lago_requests = client.requests - requests_before
+    state = _part_state(summary, passing)
+    with stop.deferred():
+        if not leases.finish_part(ledger, claim, worker, state):
+            log.warning("part %s of run %s went to another worker meanwhile", claim.part, run_id)
+            return None
+    return state
 
 
-def _spend(events: Iterable[Mapping[str, Any]]) -> Decimal:
-    return exact_sum(event["properties"]["response_cost"] for event in events)
+def _settle(summary: RunSummary, client: LagoClient, requests_before: int) -> None:
+    summary.lago_requests = client.requests - requests_before
+    summary.unsent = summary.missing - summary.sent - summary.already_in_lago
 
 
-def _by_customer(events: list[dict[str, Any]]) -> pd.DataFrame:
-    """Events and spend per subscription (columns subscription, events, spend)."""
-    frame = pd.DataFrame(
-        {
-            "subscription": [event["external_subscription_id"] for event in events],
-            "spend": [Decimal(event["properties"]["response_cost"]) for event in events],
-        },
-        columns=["subscription", "spend"],
-    )
-    grouped = frame.groupby("subscription", sort=True)
-    counts = pd.DataFrame({"events": grouped.size(), "spend": grouped["spend"].sum()})
-    return (
-        counts.reset_index()
-        if len(frame)
-        else pd.DataFrame(columns=["subscription", "events", "spend"])
-    )
+def _give_up(
+    ledger: Ledger,
+    settings: JobSettings,
+    claim: leases.Claim,
+    worker: str,
+    outcome: tuple[str, str],
+    summary: RunSummary,
+) -> None:
+    """A part this worker cannot finish: open for the next; the run ends if nobody is on it.
+
+    `outcome`: the run's status then ("interrupted" or "failed") and its error.
+    """
+    status, error = outcome
+    try:
+        with ledger.transaction():
+            leases.release(ledger, claim, worker)
+            standing = leases.parts_state(ledger, claim.run_id)
+            if not standing.working:
+                whole = _whole(settings, claim.run_id, [*standing.done, _part_state(summary)])
+                ledger.finish_run(claim.run_id, status, whole.counts(), error=error)
+    except Exception as ledger_error:
+        log.warning(
+            "the ledger could not record run %s as %s: %s", claim.run_id, status, ledger_error
+        )
+
+
+def _part_state(summary: RunSummary, passing: Passing | None = None) -> dict[str, Any]:
+    """What a part added up to, as run_parts keeps it."""
+    plan = summary.plan
+    return {
+        "counts": summary.counts(),
+        "before_this_month": summary.before_this_month,
+        "first_unsettled_ms": passing.first_unsettled_ms if passing is not None else None,
+        "planned": [plan.count, str(plan.spend)] if plan is not None else [0, "0"],
+        "lines": (passing.tallies if passing is not None else Tallies()).to_json(),
+        "seconds": summary.seconds,
+    }
+
+
+def _whole(settings: JobSettings, run_id: int, states: list[dict[str, Any]]) -> RunSummary:
+    """A run's summary from what its parts added up to."""
+    summary = RunSummary(run_id=run_id, settings=settings, tally=Tally())
+    tallies, unsettled = Tallies(), []
+    count, spend = 0, ZERO
+    for state in states:
+        resume.restore(summary, state)
+        tallies.merge(Tallies.from_json(state["lines"]))
+        if state["first_unsettled_ms"] is not None:
+            unsettled.append(state["first_unsettled_ms"])
+        count, spend = count + state["planned"][0], spend + Decimal(state["planned"][1])
+        for stage, seconds in state.get("seconds", {}).items():
+            summary.seconds[stage] = summary.seconds.get(stage, 0.0) + seconds
+    summary.plan = Plan(count=count, spend=spend, by_customer=customer_counts([]))
+    conclude(summary, tallies, min(unsettled, default=None))
+    return summary
 
 
 def _recorded(settings: JobSettings, client: LagoClient) -> Mapping[str, Any]:
@@ -403,6 +266,7 @@ def _recorded(settings: JobSettings, client: LagoClient) -> Mapping[str, Any]:
         "longest_request_seconds": margins.longest.total_seconds(),
         "settle_seconds": settings.settle.total_seconds(),
         "slice_seconds": settings.slice.total_seconds(),
+        "part_seconds": settings.part.total_seconds() if settings.part is not None else None,
         "customers": sorted(settings.customers),
         "dry_run": settings.dry_run,
         "max_events": settings.max_events,

@@ -1,4 +1,4 @@
-"""reconcile's own state in Postgres: its runs, the events it sent, the one-run-at-a-time lock."""
+"""reconcile's own state in Postgres: its runs and the events it sent (leases: reconcile.leases)."""
 
 from __future__ import annotations
 
@@ -160,9 +160,10 @@ def lock_key(source_id: str, code: str, charge_by: str) -> int:
 
 
 class Ledger:
-    """One open connection to the state database for the length of a run (it holds the lock).
+    """One open connection to the state database for the length of a run.
 
-    Each statement commits on its own (the lock is a session's, so it outlives them).
+    Each statement commits on its own, unless run inside `transaction`; nothing is held
+    between transactions, so the connection may go through PgBouncer's transaction pooling.
     """
 
     def __init__(self, database: Database, schema: str = DEFAULT_SCHEMA) -> None:
@@ -170,6 +171,7 @@ class Ledger:
         self.schema = schema
         self._stack = contextlib.ExitStack()
         self._connection: sa.Connection | None = None
+        self._in_transaction = False
 
     def __enter__(self) -> Ledger:
         self._connection = self._stack.enter_context(opened(self.database, self.schema, "use"))
@@ -179,32 +181,40 @@ class Ledger:
         self._stack.close()
         self._connection = None
 
-    def _run(self, statement: sa.Executable, **params: Any) -> sa.CursorResult[Any]:
+    def execute(self, statement: sa.Executable, **params: Any) -> sa.CursorResult[Any]:
+        """Run one statement, committed on its own (inside `transaction`: with it)."""
         if self._connection is None:
             raise RuntimeError("the ledger is not open")
         with explained(self.database, self.schema, "write"), driver_errors():
             try:
                 result = self._connection.execute(statement, params)
-                self._connection.commit()
+                if not self._in_transaction:
+                    self._connection.commit()
             except BaseException:
                 self._connection.rollback()
                 raise
         return result
 
-    def try_lock(self, key: int) -> bool:
-        """Take the run lock for this connection's life; False when another run holds it.
+    _run = execute
 
-        ConfigError behind PgBouncer (`?pgbouncer=true`): in transaction pooling the session
-        that took the lock is not this connection's for long, so it would guard nothing.
-        """
-        if self.database.pgbouncer:
-            raise ConfigError(
-                f"{self.database.setting} ({self.database}) goes through PgBouncer "
-                "(?pgbouncer=true), where a session advisory lock does not hold and two runs "
-                "could send the same events: set RECONCILE_STATE_DATABASE_URL to a direct "
-                "connection to Postgres (not the pooler) for reconcile's ledger and lock"
-            )
-        return bool(self._run(statements.try_lock(key)).scalar())
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """The statements run inside, committed together (rolled back on any error)."""
+        if self._connection is None:
+            raise RuntimeError("the ledger is not open")
+        if self._in_transaction:  # within another: part of it
+            yield
+            return
+        self._in_transaction = True
+        try:
+            yield
+            with explained(self.database, self.schema, "write"), driver_errors():
+                self._connection.commit()
+        except BaseException:
+            self._connection.rollback()
+            raise
+        finally:
+            self._in_transaction = False
 
     def last_coverage(self, **source: str) -> dt.datetime | None:
         """Where the nightly job's own full coverage of this source ends, if it has run.
@@ -262,28 +272,6 @@ class Ledger:
             return None
         fields = found._mapping  # SQLAlchemy's public mapping view of a row
         return int(fields["id"]), str(fields["status"]), dict(fields["settings"])
-
-    def slice_states(self, run_id: int) -> list[tuple[int, dict[str, Any]]]:
-        """The state each committed slice of a run recorded, by slice number."""
-        rows = self._run(statements.slice_states(run_id)).all()
-        return [(int(row._mapping["slice"]), dict(row._mapping["state"])) for row in rows]
-
-    def record_slice(
-        self, run_id: int, number: int, decided_until: dt.datetime, state: Mapping[str, Any]
-    ) -> None:
-        """Commit one slice of a run: where its pass stood, its counts (see job)."""
-        self._run(statements.record_slice(run_id, number, decided_until, state))
-
-    def close_dead_runs(self, run_id: int, *, source_id: str, code: str, charge_by: str) -> int:
-        """Record as `failed` the runs of this source left `running`; how many there were.
-
-        Run `run_id` holds the lock, so none of them is alive: each was killed.
-        """
-        error = f"the process ended without finishing (killed); found by run {run_id}"
-        statement = statements.close_dead_runs(
-            source_id=source_id, code=code, charge_by=charge_by, but=run_id, error=error
-        )
-        return self._run(statement).rowcount
 
     def reopen_run(self, run_id: int, settings: Mapping[str, Any]) -> None:
         """Mark a run cut short as running again, with its settings (noting the resumption)."""

@@ -10,19 +10,11 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
 from reconcile import queries
-from reconcile.ledger_tables import COPIED, run_slices, runs, sent_events
+from reconcile.ledger_tables import COPIED, runs, sent_events
 
 #: Where `record_sending` copies a batch before merging it: a temporary table (pg_temp is
 #: named so that the state schema's translation leaves it alone).
 incoming = sa.table("incoming", *(sa.column(name) for name in COPIED), schema="pg_temp")
-
-
-def try_lock(key: int) -> sa.Select[Any]:
-    """One run at a time per (spend-log database, code, charge-by).
-
-    A session lock, held by the run's connection until it ends, whatever way it ends.
-    """
-    return sa.select(sa.func.pg_try_advisory_lock(key))
 
 
 def _source(*, source_id: str, source: str, code: str, charge_by: str) -> sa.ColumnElement[bool]:
@@ -231,49 +223,10 @@ def latest_run(
     )
 
 
-def slice_states(run_id: int) -> sa.Select[Any]:
-    """The state each committed slice of a run recorded, in order."""
-    return (
-        sa.select(run_slices.c.slice, run_slices.c.state)
-        .where(run_slices.c.run_id == run_id)
-        .order_by(run_slices.c.slice)
-    )
-
-
-def record_slice(
-    run_id: int, number: int, decided_until: dt.datetime, state: Mapping[str, Any]
-) -> sa.Insert:
-    """One committed slice of a run."""
-    return sa.insert(run_slices).values(
-        run_id=run_id,
-        slice=number,
-        decided_until=decided_until,
-        state=state,
-        committed_at=sa.func.now(),
-    )
-
-
 def reopen_run(run_id: int, settings: Mapping[str, Any]) -> sa.Update:
     """A run cut short, running again (resumed)."""
     return (
         sa.update(runs)
         .where(runs.c.id == run_id)
         .values(status="running", finished_at=None, error=None, settings=settings)
-    )
-
-
-def close_dead_runs(
-    *, source_id: str, code: str, charge_by: str, but: int, error: str
-) -> sa.Update:
-    """Runs of a source left `running` (killed): `failed`, with `error`; not run `but`."""
-    return (
-        sa.update(runs)
-        .where(
-            runs.c.status == "running",
-            runs.c.id != but,
-            runs.c.source_id == source_id,
-            runs.c.event_code == code,
-            runs.c.charge_by == charge_by,
-        )
-        .values(status="failed", finished_at=sa.func.now(), error=error)
     )

@@ -61,8 +61,24 @@ run_slices = sa.Table(
     "run_slices",
     metadata,
     sa.Column("run_id", sa.BigInteger, sa.ForeignKey("runs.id"), primary_key=True),
+    sa.Column("part", sa.Integer, primary_key=True),
     sa.Column("slice", sa.Integer, primary_key=True),
     sa.Column("decided_until", sa.DateTime(timezone=True), nullable=False),
     sa.Column("state", JSONB, nullable=False),  # frontier, counts, lines added (see job)
     sa.Column("committed_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+run_parts = sa.Table(
+    "run_parts",
+    metadata,
+    sa.Column("run_id", sa.BigInteger, sa.ForeignKey("runs.id"), primary_key=True),
+    sa.Column("part", sa.Integer, primary_key=True),
+    sa.Column("since", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("until", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("status", sa.Text, nullable=False),  # open, working, done
+    sa.Column("worker", sa.Text),
+    sa.Column("claims", sa.Integer, nullable=False),
+    sa.Column("heartbeat_at", sa.DateTime(timezone=True)),
+    sa.Column("expires_at", sa.DateTime(timezone=True)),
+    sa.Column("state", JSONB),  # once done: what the part added up to (see job)
 )

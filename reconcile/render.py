@@ -141,12 +141,26 @@ def events_summary(summary: EventsSummary) -> str:
     return "\n".join(lines)
 
 
+def _share(summary: RunSummary) -> list[str]:
+    """For a run in parts: this worker's share, and whose figures follow."""
+    done, total, finished_here = summary.parts
+    if total == 1:
+        return []
+    whose = (
+        "the run is done: the figures are the whole run's"
+        if finished_here
+        else "the figures are this worker's parts'; the worker that ends the run has the whole's"
+    )
+    return [f"parts      {done} of {total} done by this worker; {whose}"]
+
+
 def run_summary(summary: RunSummary, *, lago: str) -> str:
     """What `reconcile run` or `backfill` found, sent and left, for stderr."""
     settings = summary.settings
     lines = [
         f'window     {settings.window} on "startTime" (UTC)   {settings.mode} {summary.run_id}',
         f"charge-by  {settings.charge_by.value}   event code  {settings.code}   Lago  {lago}",
+        *_share(summary),
         "",
     ]
     rows: list[list[Cell]] = [["spend-log rows in the window", "count", "spend (USD)"]]

@@ -7,7 +7,7 @@ import datetime as dt
 import enum
 from collections.abc import Sequence
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 import pandas as pd
 
@@ -185,6 +185,14 @@ class Plan:
     """The first few of them, as they would be sent."""
 
 
+class Share(NamedTuple):
+    """A worker's share of a run cut into parts."""
+
+    done_here: int
+    total: int
+    finished_here: bool
+
+
 @dataclasses.dataclass
 class RunSummary:
     """What a run found and did; `counts()` is what the ledger keeps. Money: exact USD."""
@@ -215,6 +223,9 @@ class RunSummary:
     """Per customer and UTC day, as `reconcile report` shows them, after this run's sending."""
     covered_until: dt.datetime | None = None
     """For a nightly run that left nothing behind: where the next one may start from."""
+    parts: Share = dataclasses.field(default_factory=lambda: Share(1, 1, True))
+    """The parts of the run this process did, of how many; whether it recorded the run's end
+    (then the summary is the whole run's, else this worker's parts')."""
 
     @property
     def left_unsent(self) -> int:

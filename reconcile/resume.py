@@ -1,9 +1,10 @@
 """Resume: the run a command left cut short over the same window, and what its slices committed.
 
-After each step a run commits a slice to the ledger (`run_slices`): where its forward pass
-stood (reconcile.forward.Frontier), its counts so far and what the slice added to its
-per-customer lines. The next invocation of the same command over the same window, with the
-same settings, goes on from the last one instead of starting over (`--restart` starts over).
+After each step a run commits a slice of the part it works on to the ledger (`run_slices`):
+where its forward pass stood (reconcile.forward.Frontier), the part's counts so far and what
+the slice added to its per-customer lines. The next invocation of the same command over the
+same window, with the same settings, goes on from there instead of starting over
+(`--restart` starts over); any worker that claims the part later does the same.
 """
 
 from __future__ import annotations
@@ -36,28 +37,28 @@ MONEY = ("missing_spend", "too_recent_spend", "sent_spend")
 
 @dataclasses.dataclass(frozen=True)
 class Resumed:
-    """A run to go on with: where it stood after its last committed slice."""
+    """A part of a run to go on with: where it stood after its last committed slice."""
 
-    run_id: int
     next_slice: int
     frontier: Frontier
     state: dict[str, Any]
     """The last slice's state (see `slice_state`)."""
     lines: Tallies
-    """Every committed slice's additions to the run's lines, summed."""
-    settings: dict[str, Any]
-    """The run's recorded settings, noting this resumption."""
+    """Every committed slice's additions to the part's lines, summed."""
 
 
-def find(
+def find_run(
     ledger: Ledger,
     settings: JobSettings,
     *,
     source_id: str,
     recorded: dict[str, Any],
-    now: dt.datetime,
-) -> Resumed | None:
-    """The run to resume for this command and window, if the latest one was cut short."""
+) -> tuple[int, str, dict[str, Any]] | None:
+    """The run to resume for this command and window, if the latest one was cut short.
+
+    Its id, status and recorded settings; None to start over (none, finished, a dry run, or
+    other settings, which it says).
+    """
     window = settings.window
     latest = ledger.latest_run(
         mode=settings.mode, source_id=source_id, code=settings.code,
@@ -66,32 +67,41 @@ def find(
     if latest is None or latest[1] not in RESUMABLE:
         return None
     run_id, status, before = latest
-    if _comparable(before) != _comparable(recorded):
-        changed = sorted(
-            key for key in {*_comparable(before), *_comparable(recorded)}
-            if before.get(key) != recorded.get(key)
-        )  # fmt: skip
+    changed = differences(before, recorded)
+    if changed:
         log.warning(
             "run %s over this window (%s) had other settings (%s): starting over",
             run_id, status, ", ".join(changed),
         )  # fmt: skip
         return None
-    states = ledger.slice_states(run_id)
-    if not states:
-        log.info("run %s over this window (%s) committed no slice: starting over", run_id, status)
+    return latest
+
+
+def differences(before: dict[str, Any], recorded: dict[str, Any]) -> list[str]:
+    """The recorded settings that differ between two runs (what may differ left out)."""
+    old, new = _comparable(before), _comparable(recorded)
+    return sorted(key for key in {*old, *new} if old.get(key) != new.get(key))
+
+
+def noted(before: dict[str, Any], now: dt.datetime) -> dict[str, Any]:
+    """A run's recorded settings, noting that it was resumed now."""
+    return {**before, "resumed": [*before.get("resumed", []), now.isoformat()]}
+
+
+def progress(ledger_slices: list[tuple[int, dict[str, Any]]]) -> Resumed | None:
+    """Where a part stands after its committed slices (by number, in order); None: none."""
+    if not ledger_slices:
         return None
     lines = Tallies()
-    for _, state in states:
+    for _, state in ledger_slices:
         lines.merge(Tallies.from_json(state["lines"]))
-    number, last = states[-1]
+    number, last = ledger_slices[-1]
     frontier = last["frontier"]
-    resumed = [*before.get("resumed", []), now.isoformat()]
     log.info(
-        "resuming run %s (%s) from slice %s: everything before %s is decided",
-        run_id, status, number + 1, from_ms(frontier["decided_ms"]).isoformat(),
+        "going on from slice %s: everything before %s is decided",
+        number + 1, from_ms(frontier["decided_ms"]).isoformat(),
     )  # fmt: skip
     return Resumed(
-        run_id=run_id,
         next_slice=number + 1,
         frontier=Frontier(
             decided_ms=frontier["decided_ms"],
@@ -103,20 +113,19 @@ def find(
         ),
         state=last,
         lines=lines,
-        settings={**before, "resumed": resumed},
     )
 
 
-def restore(summary: RunSummary, resumed: Resumed) -> None:
-    """The run's counts as its last committed slice left them."""
-    counts = resumed.state["counts"]
+def restore(summary: RunSummary, state: dict[str, Any]) -> None:
+    """Add the counts a committed slice (or a finished part) recorded to a summary's."""
+    counts = state["counts"]
     for name in COUNTS:
-        setattr(summary, name, counts[name])
+        setattr(summary, name, getattr(summary, name) + counts[name])
     for name in MONEY:
-        setattr(summary, name, Decimal(counts[name]))
-    summary.before_this_month = resumed.state["before_this_month"]
+        setattr(summary, name, getattr(summary, name) + Decimal(counts[name]))
+    summary.before_this_month += state["before_this_month"]
     rows = counts["rows"]
-    summary.tally = Tally(
+    summary.tally += Tally(
         {
             member: ClassTotal(
                 rows[member.value]["rows"],

@@ -14,6 +14,7 @@ from reconcile.window import Window
 
 #: The span of time the pass reads, lists, matches and commits at a time.
 DEFAULT_SLICE = dt.timedelta(hours=1)
+DEFAULT_LEASE = dt.timedelta(seconds=60)
 #: Rows per chunk read from Postgres: memory stays flat whatever the window's size.
 DEFAULT_CHUNK_ROWS = 20_000
 
@@ -94,4 +95,10 @@ class JobSettings:
     slice: dt.timedelta = DEFAULT_SLICE
     restart: bool = False
     """Start over, even when the latest run over the same window was cut short (no resume)."""
+    part: dt.timedelta | None = None
+    """Cut the window into parts this long (on the slice grid), each leased to one worker at
+    a time; None: the window is one part."""
+    lease: dt.timedelta = DEFAULT_LEASE
+    """How long a worker's claim on a part holds without a heartbeat (it renews it at a
+    third of this)."""
     tolerance: Decimal = Decimal("0.01")

@@ -11,10 +11,9 @@ from pathlib import Path
 import pytest
 from conftest import DAY, LAGO_KEY
 from test_cli import run
-from test_reconcile_e2e import billable, billed_once, callback
+from test_reconcile_e2e import billable, billed_once, callback, run_under_way
 
 from reconcile.lago_emulator import LagoEmulator
-from reconcile.ledger import lock_key
 from reconcile.postgres import Database, connect, server_identity
 from reconcile.testing.factory import SpendLog, SpendLogFactory
 
@@ -48,12 +47,12 @@ def test_migrate_is_idempotent_and_can_show_its_sql(litellm_db: Database) -> Non
     assert (first.exit_code, second.exit_code) == (0, 0)
     assert (
         "updated (001_runs_and_sent_events, 002_server_identity_and_coverage, "
-        "003_interrupted_runs, 004_run_slices)" in first.stderr
+        "003_interrupted_runs, 004_run_slices, 005_run_parts)" in first.stderr
     )
     assert "already up to date" in second.stderr
     current = run(["migrate", "--check"], env=env)
     assert current.exit_code == 0, current.stderr
-    assert "up to date, at revision 004_run_slices" in current.stderr
+    assert "up to date, at revision 005_run_parts" in current.stderr
     behind = run(["migrate", "--check", "--state-schema", "not_yet"], env=env)
     assert behind.exit_code == 3
     assert "is behind, without a ledger" in behind.stderr
@@ -199,19 +198,15 @@ def test_max_events_exits_3_until_everything_is_sent(
     billed_once(lago, rows)
 
 
-def test_a_held_lock_exits_4(
+def test_another_run_under_way_exits_4(
     litellm_db: Database, rows: list[SpendLog], lago: LagoEmulator
 ) -> None:
     env = environment(litellm_db, lago)
     run(["migrate"], env=env)
-    with connect(litellm_db, autocommit=True) as other:
-        other.execute(
-            "SELECT pg_advisory_lock(%s)",
-            (lock_key(server_identity(litellm_db), "openai_tokens", "end_user_id"),),
-        )
+    with run_under_way(litellm_db, server_identity(litellm_db)):
         result = run(["backfill", *WINDOW], env=env)
     assert result.exit_code == 4
-    assert "another reconcile run holds the lock" in result.stderr
+    assert "is under way: run 1" in result.stderr
 
 
 @pytest.mark.parametrize(

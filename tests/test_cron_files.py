@@ -45,37 +45,58 @@ def envvars(command: click.Command) -> set[str]:
     return names
 
 
+def by_name() -> dict[str, dict[str, Any]]:
+    return {doc["metadata"]["name"]: doc for path in MANIFESTS for doc in documents(path)}
+
+
 def test_each_manifest_holds_one_kind() -> None:
-    kinds = {}
+    kinds: dict[str, list[str]] = {}
     for path in MANIFESTS:
         docs = documents(path)
         assert len(docs) == 1, f"{path.name} holds {len(docs)} documents: keep one kind per file"
-        kinds[docs[0]["kind"]] = path.name
+        kinds.setdefault(docs[0]["kind"], []).append(path.name)
     assert set(kinds) == {"Secret", "ConfigMap", "Job", "CronJob"}
-    # The Job's template is immutable: it must never share a file with the CronJob.
-    assert kinds["Job"] != kinds["CronJob"]
+    # A Job's template is immutable: it must never share a file with the CronJob.
+    assert len(kinds["Job"]) == 2 and not set(kinds["Job"]) & set(kinds["CronJob"])
 
 
-@pytest.mark.parametrize(("kind", "expected"), [("CronJob", "run"), ("Job", "migrate")])
-def test_jobs_run_reconcile_commands_with_settings_the_cli_reads(kind: str, expected: str) -> None:
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [("reconcile", "run"), ("reconcile-migrate", "migrate"), ("reconcile-backfill", "backfill")],
+)
+def test_jobs_run_reconcile_commands_with_settings_the_cli_reads(name: str, expected: str) -> None:
     by_kind = {doc["kind"]: doc for path in MANIFESTS for doc in documents(path)}
-    (container,) = containers(by_kind[kind])
+    job = by_name()[name] if name != "reconcile" else by_kind["CronJob"]
+    kind = f"{job['kind']} {name}"
+    (container,) = containers(job)
     assert container["args"][0] == expected
     command = command_of(container["args"])
     given = {entry["name"] for entry in container.get("env", [])}
-    if kind == "CronJob":  # the ConfigMap holds the nightly run's settings (migrate needs fewer)
+    if expected != "migrate":  # the ConfigMap holds the runs' settings (migrate needs fewer)
         given |= set(by_kind["ConfigMap"]["data"])
     # Every setting the pod gets is one the command reads (a typo would be silently ignored).
     unread = given - envvars(command)
     assert not unread, f"{kind} sets {sorted(unread)}, which `reconcile {expected}` never reads"
     secret = by_kind["Secret"]["stringData"]
     for entry in container.get("env", []):
+        if "value" in entry:
+            continue
         ref = entry["valueFrom"]["secretKeyRef"]
         assert ref["name"] == by_kind["Secret"]["metadata"]["name"]
         assert ref["key"] in secret or ref.get("optional"), ref
 
 
-def test_both_jobs_use_one_image() -> None:
+def test_the_backfill_is_an_indexed_job_of_workers_sharing_parts() -> None:
+    job = by_name()["reconcile-backfill"]
+    assert job["spec"]["completionMode"] == "Indexed"
+    assert job["spec"]["parallelism"] >= 2
+    (container,) = containers(job)
+    env = {entry["name"]: entry.get("value") for entry in container["env"]}
+    assert env["RECONCILE_PART"]  # every pod cuts the window the same way: they join one run
+    assert "RECONCILE_WORKERS" not in env  # a pod is one worker; the Job makes them many
+
+
+def test_all_jobs_use_one_image() -> None:
     images = {
         container["image"]
         for path in MANIFESTS

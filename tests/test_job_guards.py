@@ -14,14 +14,20 @@ import httpx
 import pytest
 from conftest import DAY
 from test_cli import run
-from test_reconcile_e2e import KEY, HookedTransport, billable, billed_once, callback
+from test_reconcile_e2e import (
+    KEY,
+    HookedTransport,
+    billable,
+    billed_once,
+    callback,
+    run_under_way,
+)
 
 from reconcile import commands
 from reconcile.errors import ConfigError, LagoUnavailable, RunLocked
 from reconcile.lago.client import LagoClient
 from reconcile.lago.retry import RetryPolicy
 from reconcile.lago_emulator import LagoEmulator
-from reconcile.ledger import lock_key
 from reconcile.postgres import Database, connect, server_identity
 from reconcile.results import RunSummary
 from reconcile.settings import ChargeBy, JobSettings
@@ -179,10 +185,8 @@ def test_one_lock_and_one_history_per_database_whatever_the_url(
         assert identity.startswith("cluster:" if identifier == "readable" else "server:local:")
         insert(*factory.day(DAY, 60))
         commands.migrate(commands.StateSettings(urls[0]))
-        with connect(litellm_db, autocommit=True) as other:
-            other.execute("SELECT pg_advisory_lock(%s)", (lock_key(identity, CODE, "end_user_id"),))
-            with pytest.raises(RunLocked):
-                nightly(urls[1], lago, MIDNIGHT + 26 * HOUR)
+        with run_under_way(litellm_db, identity), pytest.raises(RunLocked):
+            nightly(urls[1], lago, MIDNIGHT + 26 * HOUR)
         first = nightly(urls[1], lago, MIDNIGHT + 26 * HOUR)
         second = nightly(urls[2], lago, MIDNIGHT + 27 * HOUR)
         assert first is not None and second is not None

@@ -77,15 +77,18 @@ def test_a_ledger_of_the_previous_release_is_stamped_and_keeps_its_runs(
     record_an_old_run(litellm_db, "litellm_reconcile")
     state = commands.StateSettings(litellm_db)
     assert commands.pending_migrations(state) == ["001_runs_and_sent_events",
-        "002_server_identity_and_coverage", "003_interrupted_runs", "004_run_slices"]  # fmt: skip
+        "002_server_identity_and_coverage", "003_interrupted_runs", "004_run_slices", "005_run_parts"]  # fmt: skip
     assert commands.legacy_ledger_revision(state) == "003_interrupted_runs"
     with pytest.raises(
         LedgerRevisionMismatch, match=r"is behind \(made by a release before Alembic"
     ):
         record_a_run(litellm_db, "litellm_reconcile", "interrupted")  # a run before migrate
     migrated = commands.migrate(state)
-    assert (migrated.stamped, migrated.applied) == ("003_interrupted_runs", ["004_run_slices"])
-    assert version(litellm_db, "litellm_reconcile") == [("004_run_slices",)]
+    assert (migrated.stamped, migrated.applied) == (
+        "003_interrupted_runs",
+        ["004_run_slices", "005_run_parts"],
+    )
+    assert version(litellm_db, "litellm_reconcile") == [("005_run_parts",)]
     assert commands.pending_migrations(state) == []
     record_a_run(litellm_db, "litellm_reconcile", "interrupted")
     with connect(litellm_db) as connection:
@@ -96,7 +99,11 @@ def test_a_ledger_of_the_previous_release_is_stamped_and_keeps_its_runs(
 def test_a_ledger_two_migrations_behind_gets_the_third(litellm_db: Database) -> None:
     old_runner(litellm_db, "billing_audit", OLD_FILES[:2])
     state = commands.StateSettings(litellm_db, "billing_audit")
-    assert commands.migrate(state).applied == ["003_interrupted_runs", "004_run_slices"]
+    assert commands.migrate(state).applied == [
+        "003_interrupted_runs",
+        "004_run_slices",
+        "005_run_parts",
+    ]
     record_a_run(litellm_db, "billing_audit", "interrupted")
 
 
@@ -150,11 +157,16 @@ def test_a_dba_applies_only_what_an_existing_ledger_lacks(litellm_db: Database) 
     stamp(litellm_db, "audit", "002_server_identity_and_coverage")
     state = commands.StateSettings(litellm_db, "audit")
     assert commands.ledger_revision(state) == "002_server_identity_and_coverage"
-    assert commands.pending_migrations(state) == ["003_interrupted_runs", "004_run_slices"]
+    assert commands.pending_migrations(state) == [
+        "003_interrupted_runs",
+        "004_run_slices",
+        "005_run_parts",
+    ]
     script = commands.migration_sql("audit", after="002_server_identity_and_coverage")
-    assert "CREATE TABLE audit.runs" not in script  # the tables are there: only 003 and 004
+    assert "CREATE TABLE audit.runs" not in script  # the tables are there: only 003 to 005
     assert "UPDATE audit.alembic_version SET version_num='003_interrupted_runs'" in script
     assert "UPDATE audit.alembic_version SET version_num='004_run_slices'" in script
+    assert "UPDATE audit.alembic_version SET version_num='005_run_parts'" in script
     command, environment = psql_command(litellm_db)
     subprocess.run(command, input=script, env=environment, text=True, check=True)
     assert commands.pending_migrations(state) == []
@@ -194,7 +206,7 @@ def test_a_ledger_behind_is_refused_by_the_job_with_the_fix(litellm_db: Database
     old_runner(litellm_db, "audit", OLD_FILES[:1])
     stamp(litellm_db, "audit", "001_runs_and_sent_events")
     with pytest.raises(LedgerRevisionMismatch, match=r"behind \(at revision 001_runs_and_sent_"
-                       r"events; this release needs 004_run_slices\): run `reconcile "
+                       r"events; this release needs 005_run_parts\): run `reconcile "
                        "migrate`"):  # fmt: skip
         Ledger(litellm_db, "audit").__enter__()
 
@@ -214,6 +226,6 @@ def test_a_dba_upgrades_a_ledger_of_the_previous_release_with_the_script(
                                  env=environment, text=True, capture_output=True)  # fmt: skip
         if applied.returncode:  # the second: revision 003's steps fail, rolled back whole
             assert "already exists" in applied.stderr
-    assert commands.ledger_revision(state) == "004_run_slices"
+    assert commands.ledger_revision(state) == "005_run_parts"
     assert commands.pending_migrations(state) == []
     record_a_run(litellm_db, "audit", "interrupted")

@@ -1,5 +1,6 @@
 """End to end over real Postgres and the emulator's socket: backfill exactly once, whatever happens."""
 
+import contextlib
 import dataclasses
 import datetime as dt
 import os
@@ -19,12 +20,12 @@ from conftest import DAY
 from psycopg import sql
 
 import reconcile
-from reconcile import commands
+from reconcile import commands, leases
 from reconcile.errors import ConfigError, LagoUnavailable, RunLocked
 from reconcile.lago.client import LagoClient
 from reconcile.lago.retry import RetryPolicy
 from reconcile.lago_emulator import LagoEmulator
-from reconcile.ledger import lock_key
+from reconcile.ledger import Ledger
 from reconcile.postgres import Database, connect, server_identity
 from reconcile.results import RunSummary
 from reconcile.settings import DEFAULT_CHUNK_ROWS, ChargeBy, JobSettings
@@ -334,15 +335,30 @@ def committed_slices(database: Database) -> int:
     return found[0] if found else 0
 
 
+@contextlib.contextmanager
+def run_under_way(database: Database, source_id: str) -> Iterator[None]:
+    """Another run of the source (a backfill of another window) with a live worker; after the
+    block its worker is gone (its lease expired)."""
+    since = dt.datetime(2020, 1, 1, tzinfo=UTC)
+    settings = job(window=Window(since, since + dt.timedelta(days=1)))
+    with Ledger(database) as ledger:
+        leases.enter(
+            ledger, settings, source="elsewhere", source_id=source_id, recorded={}, now=since,
+            worker="elsewhere:1:x", lease=dt.timedelta(hours=1),
+        )  # fmt: skip
+    yield
+    with connect(database, autocommit=True) as connection:
+        connection.execute("UPDATE litellm_reconcile.run_parts SET expires_at = now()")
+
+
 def test_a_second_run_at_once_is_refused(day: tuple[Database, list[SpendLog]]) -> None:
     database, _ = day
-    with LagoEmulator(api_key=KEY) as lago, connect(database, autocommit=True) as other:
-        other.execute(
-            "SELECT pg_advisory_lock(%s)",
-            (lock_key(server_identity(database), CODE, "end_user_id"),),
-        )
-        with pytest.raises(RunLocked, match="another reconcile run holds the lock"):
-            backfill(database, lago)
+    with (
+        LagoEmulator(api_key=KEY) as lago,
+        run_under_way(database, server_identity(database)),
+        pytest.raises(RunLocked, match=r"another reconcile run .* is under way: run 1"),
+    ):
+        backfill(database, lago)
 
 
 def test_windows_side_by_side_bill_their_edges_once(day: tuple[Database, list[SpendLog]]) -> None:
@@ -427,6 +443,7 @@ def test_the_ledger_can_live_in_a_schema_the_reader_owns(
         "002_server_identity_and_coverage",
         "003_interrupted_runs",
         "004_run_slices",
+        "005_run_parts",
     ]
     with LagoEmulator(api_key=KEY) as lago, LagoClient(lago.url, KEY) as client:
         summary = commands.backfill(

@@ -30,7 +30,7 @@ Exit codes:
   2  usage or configuration error; the message names the setting and the fix
   3  missing events remain unsent (a dry run, --max-events, a no at the prompt,
      or, for backfill, rows held back as too recent)
-  4  another run holds the lock for this database, event code and charge-by
+  4  another run is under way for this database, event code and charge-by
   5  interrupted (SIGINT, SIGTERM, or end of input at the prompt): stopped
      between two batches, what was sent recorded, the run `interrupted`; run it
      again to send the rest (a second signal exits at once, 130 or 143)
@@ -52,7 +52,7 @@ Exit codes (each command's --help says which it uses):
   3  run, backfill: missing events remain unsent (dry run, --max-events, held
      back as too recent by backfill); report --check: a line not ok or a rollup gap;
      migrate --check: the ledger is behind
-  4  run, backfill: another run holds the lock of this database, code and charge-by
+  4  run, backfill: another run is under way for this database, code and charge-by
   5  interrupted (SIGINT, SIGTERM, no answer at the prompt); what was sent is
      recorded; a second signal exits at once with 130 or 143
 """

@@ -54,6 +54,8 @@ def progress(shown: bool | None) -> Iterator[Progress]:
             if not bars:
                 bars.append(tqdm(total=step.slices_total, unit="slice", file=sys.stderr))
             bar = bars[0]
+            if done < bar.n:  # the next part of a run in parts: its own slices
+                bar.reset()
             bar.total = max(step.slices_total, done)
             bar.update(done - bar.n)
             bar.set_postfix(figures, refresh=False)

@@ -35,6 +35,7 @@ from reconcile.cli.targets import (
     state_options,
     state_settings,
 )
+from reconcile.cli.workers import local_workers
 from reconcile.errors import EXIT_UNSENT, ConfigError
 from reconcile.postgres import Database
 from reconcile.report.build import run_report
@@ -63,6 +64,9 @@ class _Common:
     slice: str
     restart: bool
     progress: bool | None
+    workers: int
+    part: str | None
+    lease: str
     lago_api_base: str | None
     lago_api_key: str | None
     state_database_url: str | None
@@ -107,6 +111,38 @@ def _common_options(function: F) -> F:
             help="Start the window over even if the last run over it was cut short (by "
             "default the same command over the same window resumes it from its last "
             "committed slice).",
+        ),
+        click.option(
+            "--workers",
+            type=click.IntRange(min=1, max=64),
+            default=1,
+            show_default=True,
+            envvar="RECONCILE_WORKERS",
+            show_envvar=True,
+            metavar="N",
+            help="Share the window among N processes on this machine, workers of one run: "
+            "it is cut into parts (--part), each claimed by one worker at a time.",
+        ),
+        click.option(
+            "--part",
+            default=None,
+            envvar="RECONCILE_PART",
+            show_envvar=True,
+            metavar="DURATION",
+            help="Cut the window into parts this long (a multiple of --slice, on the same "
+            "grid), each leased to one worker at a time; any process running the same command "
+            "with the same settings joins the run as a worker (a Kubernetes Indexed Job's "
+            "pods). Default: one part, or a day with --workers.",
+        ),
+        click.option(
+            "--lease",
+            default="60s",
+            show_default=True,
+            envvar="RECONCILE_LEASE",
+            show_envvar=True,
+            metavar="DURATION",
+            help="How long a worker's claim on a part holds without its heartbeat (renewed "
+            "every third of it): a killed worker's part is claimed again after this.",
         ),
         click.option(
             "--progress/--no-progress",
@@ -245,20 +281,33 @@ def backfill(
     run cut short (kill -9, Ctrl-C, a failure) is resumed by the same command over the same
     window from its last committed slice; --restart starts over.
 
+    With --workers N (or --part), the window is cut into parts leased to workers: N processes
+    here, or any process running the same command and settings (a Kubernetes Indexed Job's
+    pods, cron/reconcile-backfill-indexed-job.yaml) joins the run; a dead worker's part is
+    claimed again once its --lease expires.
+
     \b
     Example:
       reconcile backfill --since 2026-11-01 --until 2026-11-08 --dry-run
       reconcile backfill --since 2026-11-01 --until 2026-11-08 --customer cust_42 --yes
+      reconcile backfill --since 2026-10-01 --until 2026-11-01 --workers 4
     """
     common = _Common(**options)
     job = _job(ctx, common, "backfill", window(since, until), frozenset(customers))
     source, lago, state = _targets(ctx, common)
     confirm = confirmer(yes=common.yes, above=common.confirm_above, lago=lago.shown)
-    with stopping() as stop, progress(common.progress) as tell:  # SIGINT, SIGTERM: exit 5
+    if job.part is not None:
+        confirm = None  # a run in parts is shared by workers: nobody to ask
+    with (
+        local_workers(common.workers, job.part) as codes,
+        stopping() as stop,  # SIGINT, SIGTERM: exit 5
+        progress(common.progress) as tell,
+    ):
         summary = commands.backfill(
             source, lago, state, job, confirm=confirm, stop=stop, progress=tell
         )
-    _finish(ctx, summary, source, lago.shown)
+    summary = _whole_run(summary, state, codes)
+    _finish(ctx, summary, source, lago.shown, codes)
 
 
 @click.command(epilog=EXIT_CODES_RUN_HELP)
@@ -299,8 +348,8 @@ def run(
     settled row; rows held back as too recent do not move it on) minus --lookback (to catch
     rows written late) to now minus --settle; the first run starts at --since, or a day back.
     Then it does what `reconcile backfill` does for that window, slice by slice. One run at a
-    time per database, event code and charge-by: another one exits 4. See cron/ for crontab,
-    systemd and Kubernetes schedules.
+    time per database, event code and charge-by: the same command joins the run under way as
+    a worker, another one exits 4. See cron/ for crontab, systemd and Kubernetes schedules.
 
     \b
     Example:
@@ -322,12 +371,17 @@ def run(
         first_since=parse_instant(since, option="--since") if since else None,
     )
     source, lago, state = _targets(ctx, common)
-    with stopping() as stop, progress(common.progress) as tell:  # SIGINT, SIGTERM: exit 5
+    now = dt.datetime.now(UTC)
+    with (
+        local_workers(common.workers, job.part) as codes,
+        stopping() as stop,  # SIGINT, SIGTERM: exit 5
+        progress(common.progress) as tell,
+    ):
         summary = commands.run(
-            source, lago, state, job, schedule, now=dt.datetime.now(UTC), stop=stop, progress=tell
+            source, lago, state, job, schedule, now=now, stop=stop, progress=tell
         )
     if summary is not None:
-        _finish(ctx, summary, source, lago.shown)
+        _finish(ctx, _whole_run(summary, state, codes), source, lago.shown, codes)
     if summary is None:
         click.echo(
             "nothing to reconcile yet: the window would end (now minus --settle) before it starts "
@@ -357,7 +411,30 @@ def _job(
         chunk_rows=common.chunk_rows,
         slice=_slice(common.slice),
         restart=common.restart,
+        part=_part(common.part, common.workers, _slice(common.slice)),
+        lease=_lease(common.lease),
     )
+
+
+def _part(text: str | None, workers: int, slice_: dt.timedelta) -> dt.timedelta | None:
+    """--part: a whole multiple of --slice (None: one part, or a day with --workers)."""
+    if text is None:
+        return dt.timedelta(days=1) if workers > 1 else None
+    given = parse_duration(text, option="--part")
+    if given < slice_ or given % slice_:
+        raise ConfigError(
+            f"--part {text}: give a whole multiple of --slice ({slice_}), such as 6h or 1d: "
+            "a part is a run of whole slices"
+        )
+    return given
+
+
+def _lease(text: str) -> dt.timedelta:
+    """--lease: at least 3 seconds (renewed every third of it)."""
+    given = parse_duration(text, option="--lease")
+    if given < dt.timedelta(seconds=3):
+        raise ConfigError(f"--lease {text}: give at least 3s (it is renewed every third of it)")
+    return given
 
 
 def _slice(text: str) -> dt.timedelta:
@@ -381,12 +458,29 @@ def _targets(
     return source, lago, state
 
 
-def _finish(ctx: click.Context, summary: RunSummary, source: Database, lago: str) -> None:
+def _whole_run(summary: RunSummary, state: commands.StateSettings, codes: list[int]) -> RunSummary:
+    """With local workers: the run's whole summary, whichever of them recorded its end."""
+    if not codes or summary.parts.finished_here or summary.run_id is None:
+        return summary
+    return commands.whole_run(state, summary.settings, summary.run_id)
+
+
+def _finish(
+    ctx: click.Context,
+    summary: RunSummary,
+    source: Database,
+    lago: str,
+    codes: list[int] | None = None,
+) -> None:
     click.echo(render.run_summary(summary, lago=lago), err=True)
     report = run_report(summary, source=str(source), lago=lago)
     click.echo("\n" + summary_text(report), err=True)
     if summary.settings.dry_run and summary.plan is not None:
         for event in summary.plan.sample[:5]:  # a sample of what would be sent: data, on stdout
             click.echo(json.dumps(event, ensure_ascii=False))
+    failed = [code for code in codes or [] if code]
+    if failed:
+        click.echo(f"a worker process exited with {failed[0]}: see its log above", err=True)
+        ctx.exit(failed[0])
     if not summary.complete:
         ctx.exit(EXIT_UNSENT)

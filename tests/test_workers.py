@@ -1,0 +1,223 @@
+"""Workers: a window cut into parts, leased one worker at a time; killed, frozen, refused."""
+
+import datetime as dt
+import itertools
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+
+import pytest
+from test_reconcile_e2e import billable, billed_once, callback
+from test_resume import COMMAND, day, environment, lago  # noqa: F401 - fixtures
+
+from reconcile import leases
+from reconcile.lago_emulator import LagoEmulator
+from reconcile.ledger import Ledger
+from reconcile.postgres import Database, connect
+from reconcile.settings import ChargeBy, JobSettings
+from reconcile.testing.factory import SpendLog
+from reconcile.window import UTC, Window
+
+H = dt.timedelta(hours=1)
+T0 = dt.datetime(2026, 11, 1, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("since", "until", "part", "cuts"),
+    [
+        (T0, T0 + 24 * H, None, [T0, T0 + 24 * H]),
+        (T0, T0 + 24 * H, 6 * H, [T0 + n * 6 * H for n in range(5)]),
+        (T0 + 5 * H, T0 + 13 * H, 6 * H, [T0 + 5 * H, T0 + 6 * H, T0 + 12 * H, T0 + 13 * H]),
+        (T0 + 7 * H, T0 + 8 * H, 24 * H, [T0 + 7 * H, T0 + 8 * H]),
+        (T0, T0 + 6 * H, 6 * H, [T0, T0 + 6 * H]),
+    ],
+)
+def test_parts_are_cut_on_the_grid_and_cover_the_window(
+    since: dt.datetime, until: dt.datetime, part: dt.timedelta | None, cuts: list[dt.datetime]
+) -> None:
+    parts = leases.plan_parts(Window(since, until), part)
+    assert [parts[0].since, *(each.until for each in parts)] == cuts
+    assert all(a.until == b.since for a, b in itertools.pairwise(parts))
+
+
+def run_rows(database: Database) -> list[tuple[int, str]]:
+    with connect(database) as connection:
+        return connection.execute(  # type: ignore[return-value]
+            "SELECT id, status FROM litellm_reconcile.runs ORDER BY id"
+        ).fetchall()
+
+
+def parts_rows(database: Database) -> list[tuple[int, str, str, int]]:
+    with connect(database) as connection:
+        return connection.execute(  # type: ignore[return-value]
+            "SELECT part, status, worker, claims FROM litellm_reconcile.run_parts ORDER BY part"
+        ).fetchall()
+
+
+def committed(database: Database) -> int:
+    with connect(database) as connection:
+        found = connection.execute("SELECT count(*) FROM litellm_reconcile.run_slices").fetchone()
+    return found[0] if found else 0
+
+
+def wait_for(check: Callable[[], bool], seconds: float = 90) -> None:
+    deadline = time.monotonic() + seconds
+    while not check():
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+
+
+def test_workers_share_one_run_and_bill_each_row_once(
+    day: tuple[Database, list[SpendLog]],  # noqa: F811
+    lago: LagoEmulator,  # noqa: F811
+) -> None:
+    database, rows = day
+    owed = billable(rows)
+    callback(lago, [row for index, row in enumerate(owed) if index % 4])
+    lago.faults.latency(0.03)  # parts take a while: the workers started later get some
+    done = subprocess.run(
+        [*COMMAND, "--workers", "3", "--part", "3h"], env=environment(database, lago),
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    billed_once(lago, rows)
+    parts = parts_rows(database)
+    assert [status for _, status, _, _ in parts] == ["done"] * 8
+    assert all(claims == 1 for *_, claims in parts)  # nobody died: each part claimed once
+    assert len({worker for _, _, worker, _ in parts}) >= 2
+    assert run_rows(database) == [(1, "succeeded")]
+    assert "parts      " in done.stderr and "the run is done" in done.stderr
+    assert f"sent now {len(owed) - len(owed[1::4]) - len(owed[2::4]) - len(owed[3::4])}" in (
+        " ".join(done.stderr.split())
+    )
+
+
+def test_a_killed_worker_leaves_its_part_to_the_others(
+    day: tuple[Database, list[SpendLog]],  # noqa: F811
+    lago: LagoEmulator,  # noqa: F811
+) -> None:
+    """Two workers of one run; one is killed mid-part: the other goes on with that part from
+    its last committed slice, and every row is billed once."""
+    database, rows = day
+    callback(lago, billable(rows)[::2])
+    lago.faults.latency(0.02)
+    command = [*COMMAND, "--part", "6h", "--lease", "3s"]
+    env = environment(database, lago)
+    first = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)  # fmt: skip
+    wait_for(lambda: committed(database) >= 2)
+    second = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True)  # fmt: skip
+    wait_for(lambda: sum(1 for part in parts_rows(database) if part[1] != "open") >= 2)
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    _, err = second.communicate(timeout=300)
+    assert second.returncode == 0, err
+    billed_once(lago, rows)
+    parts = parts_rows(database)
+    assert [status for _, status, _, _ in parts] == ["done"] * 4
+    assert any(claims == 2 for *_, claims in parts)  # the killed worker's, claimed again
+    assert run_rows(database) == [(1, "succeeded")]
+
+
+def test_a_frozen_worker_loses_its_part_when_its_lease_expires(
+    day: tuple[Database, list[SpendLog]],  # noqa: F811
+    lago: LagoEmulator,  # noqa: F811
+) -> None:
+    """A worker stopped (SIGSTOP: alive, silent) past its lease: another claims the part and
+    finishes the run; woken up, the first finds the part another's and commits nothing."""
+    database, rows = day
+    lago.faults.latency(0.02)
+    command = [*COMMAND, "--part", "12h", "--lease", "3s"]
+    env = environment(database, lago)
+    frozen = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True)  # fmt: skip
+    wait_for(lambda: committed(database) >= 1)
+    frozen.send_signal(signal.SIGSTOP)
+    try:
+        other = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300,
+                               check=False)  # fmt: skip
+    finally:
+        frozen.send_signal(signal.SIGCONT)
+    _, err = frozen.communicate(timeout=120)
+    assert other.returncode == 0, other.stderr
+    assert "another worker claimed it" in err
+    billed_once(lago, rows)
+    assert [(status, claims) for _, status, _, claims in parts_rows(database)] == [
+        ("done", 2), ("done", 1),
+    ]  # fmt: skip
+    assert run_rows(database) == [(1, "succeeded")]
+
+
+def test_another_run_under_way_is_refused_and_the_same_one_joined(
+    day: tuple[Database, list[SpendLog]],  # noqa: F811
+    lago: LagoEmulator,  # noqa: F811
+) -> None:
+    """The leases are the one-run-at-a-time lock: another window waits its turn (exit 4); the
+    same command joins the run, waits for its part to be done and ends with it."""
+    database, rows = day
+    lago.faults.latency(0.3)  # the run lasts while the other two start
+    env = environment(database, lago)
+    running = subprocess.Popen(COMMAND, env=env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        wait_for(lambda: committed(database) >= 1)
+        other_window = [*COMMAND[:5], "2026-11-01T06:00", *COMMAND[6:]]
+        refused = subprocess.run(other_window, env=env, capture_output=True, text=True,
+                                 timeout=120, check=False)  # fmt: skip
+        assert refused.returncode == 4, refused.stderr
+        assert "run 1" in refused.stderr and "under way" in refused.stderr
+        joined = subprocess.run(COMMAND, env=env, capture_output=True, text=True, timeout=300,
+                                check=False)  # fmt: skip
+        assert joined.returncode == 0, joined.stderr
+        assert "joining run 1" in joined.stderr
+    except BaseException:
+        running.kill()
+        raise
+    assert running.wait(timeout=120) == 0
+    billed_once(lago, rows)
+    assert run_rows(database) == [(1, "succeeded")]  # the refused one recorded nothing
+
+
+def test_workers_claiming_at_once_get_distinct_parts(
+    day: tuple[Database, list[SpendLog]],  # noqa: F811
+) -> None:
+    database, _ = day
+    settings = JobSettings(
+        mode="backfill", window=Window(T0, T0 + 24 * H), charge_by=ChargeBy.END_USER_ID,
+        code="c", part=H,
+    )  # fmt: skip
+    with Ledger(database) as ledger:
+        entered = leases.enter(
+            ledger, settings, source="s", source_id="id", recorded={}, now=T0 + 48 * H,
+            worker="w0", lease=60 * H,
+        )  # fmt: skip
+    assert (entered.how, entered.parts) == ("started", 24)
+    assert entered.claim is not None and entered.claim.part == 0
+    claimed: list[int] = [0]
+
+    def worker(name: str) -> None:
+        with Ledger(database) as ledger:
+            while (found := leases.claim(ledger, entered.run_id, name, 60 * H)) is not None:
+                claimed.append(found.part)
+
+    threads = [threading.Thread(target=worker, args=(f"w{n}",)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(claimed) == list(range(24))
+    holder = next(worker for part, _, worker, _ in parts_rows(database) if part == 0)
+    with Ledger(database) as ledger:
+        stale = leases.Claim(entered.run_id, 0, Window(T0, T0 + H))
+        with connect(database, autocommit=True) as connection:  # part 0 expires, w9 takes it
+            connection.execute(
+                "UPDATE litellm_reconcile.run_parts SET expires_at = now() WHERE part = 0"
+            )
+        assert leases.claim(ledger, entered.run_id, "w9", H) == stale
+        with pytest.raises(leases.LeaseLost, match="another worker claimed it"):
+            leases.record_slice(ledger, stale, holder, 0, T0, {})
+        leases.record_slice(ledger, stale, "w9", 0, T0, {})
+    assert committed(database) == 1
