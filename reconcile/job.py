@@ -9,6 +9,8 @@ from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import Any
 
+import pandas as pd
+
 import reconcile
 from reconcile import leases, ledger_leases, resume, sending
 from reconcile.attribute import Tally
@@ -20,7 +22,7 @@ from reconcile.postgres import Database
 from reconcile.report.aggregate import Tallies
 from reconcile.results import Plan, RunSummary, Share
 from reconcile.settings import JobSettings
-from reconcile.slices import Passing, Progress, conclude, customer_counts, reconcile_part
+from reconcile.slices import SAMPLE, Passing, Progress, conclude, customer_counts, reconcile_part
 from reconcile.stopping import Stop
 
 __all__ = ["Progress", "reconcile_window", "whole_summary"]
@@ -235,6 +237,15 @@ def _part_state(summary: RunSummary, passing: Passing | None = None) -> dict[str
         "before_this_month": summary.before_this_month,
         "first_unsettled_ms": passing.first_unsettled_ms if passing is not None else None,
         "planned": [plan.count, str(plan.spend)] if plan is not None else [0, "0"],
+        "by_customer": [
+            [str(subscription), int(events), str(spend)]
+            for subscription, events, spend in (
+                plan.by_customer[["subscription", "events", "spend"]].itertuples(index=False)
+                if plan is not None
+                else []
+            )
+        ],
+        "sample": list(plan.sample) if plan is not None else [],
         "lines": (passing.tallies if passing is not None else Tallies()).to_json(),
         "seconds": summary.seconds,
     }
@@ -245,17 +256,35 @@ def _whole(settings: JobSettings, run_id: int, states: list[dict[str, Any]]) -> 
     summary = RunSummary(run_id=run_id, settings=settings, tally=Tally())
     tallies, unsettled = Tallies(), []
     count, spend = 0, ZERO
+    customers: list[list[Any]] = []
+    sample: list[dict[str, Any]] = []
     for state in states:
         resume.restore(summary, state)
         tallies.merge(Tallies.from_json(state["lines"]))
         if state["first_unsettled_ms"] is not None:
             unsettled.append(state["first_unsettled_ms"])
         count, spend = count + state["planned"][0], spend + Decimal(state["planned"][1])
+        customers += state["by_customer"]
+        sample += state["sample"][: max(SAMPLE - len(sample), 0)]
         for stage, seconds in state.get("seconds", {}).items():
             summary.seconds[stage] = summary.seconds.get(stage, 0.0) + seconds
-    summary.plan = Plan(count=count, spend=spend, by_customer=customer_counts([]))
+    summary.plan = Plan(
+        count=count, spend=spend, by_customer=_summed(customers), sample=tuple(sample)
+    )
     conclude(summary, tallies, min(unsettled, default=None))
     return summary
+
+
+def _summed(customers: list[list[Any]]) -> pd.DataFrame:
+    """Parts' [subscription, events, spend] summed per subscription (as Plan.by_customer)."""
+    if not customers:
+        return customer_counts([])
+    frame = pd.DataFrame(customers, columns=["subscription", "events", "spend"])
+    frame["spend"] = frame["spend"].map(Decimal)
+    grouped = frame.groupby("subscription", sort=True)
+    return pd.DataFrame(
+        {"events": grouped["events"].sum(), "spend": grouped["spend"].sum()}
+    ).reset_index()
 
 
 def _recorded(settings: JobSettings, client: LagoClient) -> Mapping[str, Any]:

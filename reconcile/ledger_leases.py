@@ -180,6 +180,16 @@ def slice_states(run_id: int, part: int) -> sa.Select[Any]:
     )
 
 
+def committed_anything(run_id: int) -> sa.Select[Any]:
+    """Whether a run committed a slice or finished a part."""
+    return sa.select(
+        sa.or_(
+            sa.exists().where(run_slices.c.run_id == run_id),
+            sa.exists().where(run_parts.c.run_id == run_id, run_parts.c.status == "done"),
+        )
+    )
+
+
 def running_again(run_id: int) -> sa.Update:
     """A run recorded as ended (interrupted, failed) that a worker goes on with."""
     return (

@@ -15,6 +15,7 @@ import logging
 from decimal import Decimal
 from typing import Any
 
+from reconcile import ledger_leases as statements
 from reconcile.attribute import CLASS_ORDER, ClassTotal, Tally
 from reconcile.forward import Frontier
 from reconcile.ledger import Ledger
@@ -73,6 +74,9 @@ def find_run(
             "run %s over this window (%s) had other settings (%s): starting over",
             run_id, status, ", ".join(changed),
         )  # fmt: skip
+        return None
+    if not ledger.execute(statements.committed_anything(run_id)).scalar():
+        log.info("run %s over this window (%s) committed no slice: starting over", run_id, status)
         return None
     return latest
 
