@@ -9,7 +9,6 @@ from typing import BinaryIO
 from reconcile.report.data import write_csv, write_json
 from reconcile.report.html import write_html
 from reconcile.report.text import markdown, summary_text, table
-from reconcile.report.xlsx import write_xlsx
 from reconcile.results import Report
 
 __all__ = ["ReportFormat", "summary_text", "write_report"]
@@ -42,6 +41,12 @@ class ReportFormat(enum.StrEnum):
         return ".txt" if self is ReportFormat.TABLE else f".{self.value}"
 
 
+def _xlsx(report: Report, sink: BinaryIO) -> None:
+    from reconcile.report.xlsx import write_xlsx  # noqa: PLC0415 (openpyxl: only for a workbook)
+
+    write_xlsx(report, sink)
+
+
 def _text(render: Callable[[Report], str]) -> Callable[[Report, BinaryIO], None]:
     def write(report: Report, sink: BinaryIO) -> None:
         sink.write(render(report).encode("utf-8"))
@@ -54,7 +59,7 @@ _WRITERS: dict[ReportFormat, Callable[[Report, BinaryIO], None]] = {
     ReportFormat.CSV: write_csv,
     ReportFormat.JSON: write_json,
     ReportFormat.MD: _text(markdown),
-    ReportFormat.XLSX: write_xlsx,
+    ReportFormat.XLSX: _xlsx,
     ReportFormat.HTML: write_html,
 }
 
