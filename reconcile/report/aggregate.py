@@ -246,9 +246,14 @@ def _add_slice(
         total="backfilled_spend",
         texts=costs,
     )
-    for position in np.flatnonzero(in_ledger).tolist():
-        key = (customers[position].as_py(), labels[position].as_py())
-        tallies.runs[key].add(backfilled[ids[position].as_py()])
+    chosen = pa.array(np.flatnonzero(in_ledger), pa.int64())
+    for customer, period, name in zip(
+        customers.take(chosen).to_pylist(),
+        labels.take(chosen).to_pylist(),
+        ids.take(chosen).to_pylist(),
+        strict=True,
+    ):
+        tallies.runs[(customer, period)].add(backfilled[name])
     missing = status == ROW_STATUSES.index(RowStatus.MISSING)
     tallies.chosen(
         customers, labels, missing, count="missing_events", total="missing_spend", texts=costs
@@ -256,8 +261,14 @@ def _add_slice(
     # Missing rows whose event would land in an already invoiced period: never billed.
     end_ms = events.column("end_ms").combine_chunks()
     lost = np.zeros(len(missing), dtype=bool)
-    for position in np.flatnonzero(missing).tolist():
-        lost[position] = finalized(customers[position].as_py(), end_ms[position].as_py())
+    at = np.flatnonzero(missing)
+    chosen = pa.array(at, pa.int64())
+    lost[at] = [
+        finalized(customer, end)
+        for customer, end in zip(
+            customers.take(chosen).to_pylist(), end_ms.take(chosen).to_pylist(), strict=True
+        )
+    ]
     tallies.chosen(
         customers,
         labels,
