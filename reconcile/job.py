@@ -218,6 +218,7 @@ def _give_up(
     status, error = outcome
     try:
         with ledger.transaction():
+            ledger.execute(ledger_leases.lock_run(claim.run_id))  # workers giving up take turns
             leases.release(ledger, claim, worker)
             standing = leases.parts_state(ledger, claim.run_id)
             if not standing.working:

@@ -115,11 +115,13 @@ def enter(
                 log.info("joining run %s, under way (%s parts)", fields["id"], count)
                 first = claim(ledger, fields["id"], worker, lease)
                 return Entered(fields["id"], window, "joined", count, first)
+            differing = _differing(settings, recorded, fields["mode"], window, fields["settings"])
             raise RunLocked(
                 f"another reconcile run of {source} (code {code}, charge-by {charge_by}) is "
                 f"under way: run {fields['id']} ({fields['mode']} of {format_instant(window.since)}"
                 f" to {format_instant(window.until)}), with a live worker; try again when it "
-                "ends (the same command and settings would join it)"
+                f"ends (the same command and settings would join it; this one differs in: "
+                f"{differing})"
             )
         error = "its process ended without finishing (killed): no worker renewed its lease"
         dead = ledger.execute(
@@ -161,6 +163,21 @@ def _joinable(
     if settings.restart or mode != settings.mode or resume.differences(before, recorded):
         return False
     return mode == "run" or window == settings.window
+
+
+def _differing(
+    settings: JobSettings,
+    recorded: dict[str, Any],
+    mode: str,
+    window: Window,
+    before: dict[str, Any],
+) -> str:
+    """What keeps a run from joining another under way, for people to read."""
+    found = ["the command"] if mode != settings.mode else []
+    if mode != "run" and window != settings.window:
+        found.append("the window")
+    found += resume.differences(dict(before), recorded)
+    return ", ".join(found or ["--restart"])
 
 
 def claim(ledger: Ledger, run_id: int, worker: str, lease: dt.timedelta) -> Claim | None:
@@ -218,7 +235,7 @@ def finished_already(ledger: Ledger, run_id: int) -> bool:
 
 def _lost(claim: Claim) -> LeaseLost:
     return LeaseLost(
-        f"the lease on part {claim.part} of run {claim.run_id} expired and another worker "
+        f"the lease on part {claim.part + 1} of run {claim.run_id} expired and another worker "
         "claimed it: this one leaves the part to it (its committed slices are kept)"
     )
 
@@ -311,8 +328,7 @@ class Heartbeat:
                     connection.rollback()
                     log.warning("could not renew the lease on part %s: %s", part, error)
                     continue
-                if not renewed:
-                    log.warning("%s", _lost(self.claim))
+                if not renewed:  # the worker says so when it next looks (check, a commit)
                     self.lost.set()
                     return
 

@@ -199,6 +199,11 @@ def running_again(run_id: int) -> sa.Update:
     )
 
 
+def lock_run(run_id: int) -> sa.Select[Any]:
+    """A run's row, locked until the transaction ends: its workers' endings take turns."""
+    return sa.select(runs.c.id).where(runs.c.id == run_id).with_for_update()
+
+
 def run_status(run_id: int) -> sa.Select[Any]:
     """A run's status."""
     return sa.select(runs.c.status).where(runs.c.id == run_id)

@@ -219,6 +219,8 @@ def open_connection(database: Database, *, autocommit: bool = False) -> psycopg.
         connection = psycopg.connect(conninfo, autocommit=autocommit)
     except psycopg.Error as error:
         raise _explain_connect_failure(database, error) from None
+    if database.pgbouncer:  # a pooled server connection may not hold this one's statements
+        connection.prepare_threshold = None
     try:
         with _timeouts_named(database), connection.cursor() as cursor:
             cursor.execute("SET TIME ZONE 'UTC'")

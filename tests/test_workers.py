@@ -76,7 +76,7 @@ def test_workers_share_one_run_and_bill_each_row_once(
     database, rows = day
     owed = billable(rows)
     callback(lago, [row for index, row in enumerate(owed) if index % 4])
-    lago.faults.latency(0.03)  # parts take a while: the workers started later get some
+    lago.faults.latency(0.15)  # parts take a while: the workers started later get some
     done = subprocess.run(
         [*COMMAND, "--workers", "3", "--part", "3h"], env=environment(database, lago),
         capture_output=True, text=True, timeout=300, check=False,
@@ -102,22 +102,30 @@ def test_a_killed_worker_leaves_its_part_to_the_others(
     its last committed slice, and every row is billed once."""
     database, rows = day
     callback(lago, billable(rows)[::2])
-    lago.faults.latency(0.02)
-    command = [*COMMAND, "--part", "6h", "--lease", "3s"]
+    lago.faults.latency(0.1)
+    command = [*COMMAND, "--part", "2h", "--lease", "3s"]
     env = environment(database, lago)
     first = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL)  # fmt: skip
     wait_for(lambda: committed(database) >= 2)
     second = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
                               stderr=subprocess.PIPE, text=True)  # fmt: skip
-    wait_for(lambda: sum(1 for part in parts_rows(database) if part[1] != "open") >= 2)
+
+    def both_at_work() -> bool:
+        parts = parts_rows(database)
+        return any(f":{first.pid}:" in (worker or "") and status == "working"
+                   for _, status, worker, _ in parts) and any(
+            f":{second.pid}:" in (worker or "") for _, _, worker, _ in parts
+        )  # fmt: skip
+
+    wait_for(both_at_work)
     first.send_signal(signal.SIGKILL)
     first.wait()
     _, err = second.communicate(timeout=300)
     assert second.returncode == 0, err
     billed_once(lago, rows)
     parts = parts_rows(database)
-    assert [status for _, status, _, _ in parts] == ["done"] * 4
+    assert [status for _, status, _, _ in parts] == ["done"] * 12
     assert any(claims == 2 for *_, claims in parts)  # the killed worker's, claimed again
     assert run_rows(database) == [(1, "succeeded")]
 
@@ -155,26 +163,37 @@ def test_another_run_under_way_is_refused_and_the_same_one_joined(
     day: tuple[Database, list[SpendLog]],  # noqa: F811
     lago: LagoEmulator,  # noqa: F811
 ) -> None:
-    """The leases are the one-run-at-a-time lock: another window waits its turn (exit 4); the
-    same command joins the run, waits for its part to be done and ends with it."""
+    """The leases are the one-run-at-a-time lock: another window waits its turn (exit 4, the
+    difference named); the same command joins the run, waits for its part and ends with it."""
     database, rows = day
-    lago.faults.latency(0.3)  # the run lasts while the other two start
     env = environment(database, lago)
-    running = subprocess.Popen(COMMAND, env=env, stdout=subprocess.DEVNULL,
+    command = [*COMMAND, "--lease", "60s"]
+    running = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)  # fmt: skip
+    joining = None
     try:
         wait_for(lambda: committed(database) >= 1)
-        other_window = [*COMMAND[:5], "2026-11-01T06:00", *COMMAND[6:]]
+        running.send_signal(signal.SIGSTOP)  # alive, its lease too: the run is under way
+        other_window = [*command[:5], "2026-11-01T06:00", *command[6:]]
         refused = subprocess.run(other_window, env=env, capture_output=True, text=True,
                                  timeout=120, check=False)  # fmt: skip
         assert refused.returncode == 4, refused.stderr
         assert "run 1" in refused.stderr and "under way" in refused.stderr
-        joined = subprocess.run(COMMAND, env=env, capture_output=True, text=True, timeout=300,
-                                check=False)  # fmt: skip
-        assert joined.returncode == 0, joined.stderr
-        assert "joining run 1" in joined.stderr
+        assert "differs in: the window" in refused.stderr
+        joining = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.PIPE, text=True)  # fmt: skip
+        assert joining.stderr is not None
+        said = [joining.stderr.readline() for _ in range(1)]
+        while "joining run 1" not in said[-1]:
+            said.append(joining.stderr.readline())
+            assert said[-1], "".join(said)
+        running.send_signal(signal.SIGCONT)
+        _, rest = joining.communicate(timeout=300)
+        assert joining.returncode == 0, "".join(said) + rest
     except BaseException:
-        running.kill()
+        for process in (running, joining):
+            if process is not None:
+                process.kill()
         raise
     assert running.wait(timeout=120) == 0
     billed_once(lago, rows)

@@ -298,6 +298,11 @@ def backfill(
     confirm = confirmer(yes=common.yes, above=common.confirm_above, lago=lago.shown)
     if job.part is not None:
         confirm = None  # a run in parts is shared by workers: nobody to ask
+    if common.workers > 1 and job.max_events is not None and not job.dry_run:
+        raise ConfigError(
+            "--max-events caps one process's sending, and --workers shares the window among "
+            "several: drop one of them"
+        )
     with (
         local_workers(common.workers, job.part) as codes,
         stopping() as stop,  # SIGINT, SIGTERM: exit 5
@@ -462,7 +467,9 @@ def _whole_run(summary: RunSummary, state: commands.StateSettings, codes: list[i
     """With local workers: the run's whole summary, whichever of them recorded its end."""
     if not codes or summary.parts.finished_here or summary.run_id is None:
         return summary
-    return commands.whole_run(state, summary.settings, summary.run_id)
+    whole = commands.whole_run(state, summary.settings, summary.run_id)
+    whole.parts = whole.parts._replace(done_here=summary.parts.done_here)
+    return whole
 
 
 def _finish(
@@ -473,14 +480,17 @@ def _finish(
     codes: list[int] | None = None,
 ) -> None:
     click.echo(render.run_summary(summary, lago=lago), err=True)
-    report = run_report(summary, source=str(source), lago=lago)
-    click.echo("\n" + summary_text(report), err=True)
+    if summary.parts.finished_here:  # else a worker's share: no report of the window from it
+        report = run_report(summary, source=str(source), lago=lago)
+        click.echo("\n" + summary_text(report), err=True)
     if summary.settings.dry_run and summary.plan is not None:
         for event in summary.plan.sample[:5]:  # a sample of what would be sent: data, on stdout
             click.echo(json.dumps(event, ensure_ascii=False))
     failed = [code for code in codes or [] if code]
-    if failed:
-        click.echo(f"a worker process exited with {failed[0]}: see its log above", err=True)
-        ctx.exit(failed[0])
+    if failed and not summary.parts.finished_here:
+        code = failed[0]
+        how = f"exited with {code}" if code > 0 else f"was killed by signal {-code}"
+        click.echo(f"a worker process {how}: see its log above; run again to go on", err=True)
+        ctx.exit(code if code > 0 else 1)
     if not summary.complete:
         ctx.exit(EXIT_UNSENT)
