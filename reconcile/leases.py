@@ -110,18 +110,18 @@ def enter(
             if not fields["alive"]:
                 continue
             window = Window(fields["window_since"], fields["window_until"])
-            if _joinable(settings, recorded, fields["mode"], window, dict(fields["settings"])):
+            differing = _differing(settings, recorded, fields["mode"], window, fields["settings"])
+            if not differing:
                 count = len(ledger.execute(statements.parts(fields["id"])).all())
                 log.info("joining run %s, under way (%s parts)", fields["id"], count)
                 first = claim(ledger, fields["id"], worker, lease)
                 return Entered(fields["id"], window, "joined", count, first)
-            differing = _differing(settings, recorded, fields["mode"], window, fields["settings"])
             raise RunLocked(
                 f"another reconcile run of {source} (code {code}, charge-by {charge_by}) is "
                 f"under way: run {fields['id']} ({fields['mode']} of {format_instant(window.since)}"
                 f" to {format_instant(window.until)}), with a live worker; try again when it "
                 f"ends (the same command and settings would join it; this one differs in: "
-                f"{differing})"
+                f"{', '.join(differing)})"
             )
         error = "its process ended without finishing (killed): no worker renewed its lease"
         dead = ledger.execute(
@@ -152,32 +152,23 @@ def enter(
         return Entered(run_id, settings.window, "started", len(parts), first)
 
 
-def _joinable(
-    settings: JobSettings,
-    recorded: dict[str, Any],
-    mode: str,
-    window: Window,
-    before: dict[str, Any],
-) -> bool:
-    """Whether a live run is this one: same command and settings, same window (but `run`'s)."""
-    if settings.restart or mode != settings.mode or resume.differences(before, recorded):
-        return False
-    return mode == "run" or window == settings.window
-
-
 def _differing(
     settings: JobSettings,
     recorded: dict[str, Any],
     mode: str,
     window: Window,
     before: dict[str, Any],
-) -> str:
-    """What keeps a run from joining another under way, for people to read."""
+) -> list[str]:
+    """What keeps this process from joining a run under way (none: it joins).
+
+    The command, the window (but a nightly `run`'s: it takes the one under way), a recorded
+    setting, or --restart.
+    """
     found = ["the command"] if mode != settings.mode else []
     if mode != "run" and window != settings.window:
         found.append("the window")
     found += resume.differences(dict(before), recorded)
-    return ", ".join(found or ["--restart"])
+    return found + (["--restart"] if settings.restart else [])
 
 
 def claim(ledger: Ledger, run_id: int, worker: str, lease: dt.timedelta) -> Claim | None:
