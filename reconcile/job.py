@@ -182,7 +182,10 @@ def _part(
     except Interrupted as interruption:
         _settle(summary, client, requests_before)
         message = sending.interrupted(str(interruption), summary, passing.phase)
-        _give_up(ledger, settings, claim, worker, ("interrupted", message), summary)
+        if not _give_up(ledger, settings, claim, worker, ("interrupted", message), summary):
+            recorded = f"run {run_id} is recorded as interrupted"
+            goes_on = f"run {run_id} goes on with its other workers (this part is free for them)"
+            message = message.replace(recorded, goes_on)
         raise Interrupted(message) from None
     except BaseException as error:
         _settle(summary, client, requests_before)
@@ -210,10 +213,11 @@ def _give_up(
     worker: str,
     outcome: tuple[str, str],
     summary: RunSummary,
-) -> None:
+) -> bool:
     """A part this worker cannot finish: open for the next; the run ends if nobody is on it.
 
-    `outcome`: the run's status then ("interrupted" or "failed") and its error.
+    `outcome`: the run's status then ("interrupted" or "failed") and its error. False when
+    other workers go on with the run.
     """
     status, error = outcome
     try:
@@ -221,13 +225,15 @@ def _give_up(
             ledger.execute(ledger_leases.lock_run(claim.run_id))  # workers giving up take turns
             leases.release(ledger, claim, worker)
             standing = leases.parts_state(ledger, claim.run_id)
-            if not standing.working:
-                whole = _whole(settings, claim.run_id, [*standing.done, _part_state(summary)])
-                ledger.finish_run(claim.run_id, status, whole.counts(), error=error)
+            if standing.working:
+                return False
+            whole = _whole(settings, claim.run_id, [*standing.done, _part_state(summary)])
+            ledger.finish_run(claim.run_id, status, whole.counts(), error=error)
     except Exception as ledger_error:
         log.warning(
             "the ledger could not record run %s as %s: %s", claim.run_id, status, ledger_error
         )
+    return True
 
 
 def _part_state(summary: RunSummary, passing: Passing | None = None) -> dict[str, Any]:

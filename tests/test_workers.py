@@ -240,3 +240,31 @@ def test_workers_claiming_at_once_get_distinct_parts(
             leases.record_slice(ledger, stale, holder, 0, T0, {})
         leases.record_slice(ledger, stale, "w9", 0, T0, {})
     assert committed(database) == 1
+
+
+def test_a_worker_stopped_by_sigterm_frees_its_part_for_the_others(
+    day: tuple[Database, list[SpendLog]],  # noqa: F811
+    lago: LagoEmulator,  # noqa: F811
+) -> None:
+    """SIGTERM to one of two workers: it stops between two batches, frees its part and says
+    the run goes on; the other takes the part and ends the run, each row billed once."""
+    database, rows = day
+    lago.faults.latency(0.1)
+    command = [*COMMAND, "--part", "2h", "--lease", "60s"]
+    env = environment(database, lago)
+    first = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE, text=True)  # fmt: skip
+    wait_for(lambda: committed(database) >= 1)
+    second = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True)  # fmt: skip
+    wait_for(lambda: any(f":{second.pid}:" in (worker or "")
+                         for _, _, worker, _ in parts_rows(database)))  # fmt: skip
+    first.send_signal(signal.SIGTERM)
+    _, said = first.communicate(timeout=120)
+    assert first.returncode == 5, said
+    assert "run 1 goes on with its other workers" in said
+    _, err = second.communicate(timeout=300)
+    assert second.returncode == 0, err
+    billed_once(lago, rows)
+    assert [status for _, status, _, _ in parts_rows(database)] == ["done"] * 12
+    assert run_rows(database) == [(1, "succeeded")]
