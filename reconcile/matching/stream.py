@@ -12,7 +12,6 @@ lookahead and two reaches of context are held at a time.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterable
 
 import numpy as np
@@ -254,38 +253,10 @@ class StreamMatch:
         )
 
 
-@dataclasses.dataclass
-class _Given:
-    """A frame given, as far as its lines wait to be decided (the results are taken from it)."""
-
-    numbers: np.ndarray
-    """The numbers of its lines, ascending."""
-    frame: pd.DataFrame
-    waiting: np.ndarray
-
-    def take(self, numbers: np.ndarray) -> tuple[np.ndarray, pd.DataFrame | None]:
-        """Which of these numbers are its lines (positions in `numbers`), and those lines."""
-        at = np.minimum(np.searchsorted(self.numbers, numbers), len(self.numbers) - 1)
-        mine = np.flatnonzero(self.numbers[at] == numbers)
-        if not len(mine):
-            return mine, None
-        self.waiting[at[mine]] = False
-        return mine, self.frame.take(at[mine])
-
-    def compact(self) -> bool:
-        """Keep only the lines still waiting once they are few; False when none is left."""
-        left = int(self.waiting.sum())
-        if left and left * 2 < len(self.waiting):  # a few long requests keep no hour whole
-            kept = np.flatnonzero(self.waiting)
-            self.numbers, self.frame = self.numbers[kept], self.frame.take(kept)
-            self.waiting = np.ones(left, dtype=bool)
-        return left > 0
-
-
 class _Side:
     """One side of the pass: what it holds, the frames given, what was decided since.
 
-    The lines of the frames given wait there to be decided: results are taken from them.
+    A frame is kept until all its lines are decided: results are taken from it.
     """
 
     def __init__(self, columns: tuple[str, ...]) -> None:
@@ -294,15 +265,16 @@ class _Side:
         """How many of those held are done with (let go of at the next copy)."""
         self.added = 0
         self.template = pd.DataFrame(columns=list(columns))
-        self.given: list[_Given] = []
+        self.frames: list[tuple[int, pd.DataFrame, list[int]]] = []
+        """(first number, frame, [lines not yet decided])."""
         self.pending: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
 
     def add(self, frame: pd.DataFrame, fresh: Held) -> None:
         self.template = frame.iloc[:0]
         if len(fresh):
-            if not fresh.done.all():
-                self.given.append(_Given(fresh.number, frame, ~fresh.done))
-                self.given[-1].compact()
+            waiting = int((~fresh.done).sum())
+            if waiting:
+                self.frames.append((self.added, frame, [waiting]))
             self.held = self.held.joined(fresh)
         self.added += len(fresh)
 
@@ -344,12 +316,13 @@ class _Side:
         ]
         numbers = outcome[0]
         pieces, order = [], []
-        for given in self.given if len(numbers) else []:
-            mine, lines = given.take(numbers)
-            if lines is not None:
-                pieces.append(lines)
+        for first, frame, waiting in self.frames:
+            mine = np.flatnonzero((numbers >= first) & (numbers < first + len(frame)))
+            if len(mine):
+                pieces.append(frame.take(numbers[mine] - first))
                 order.append(mine)
-        self.given = [given for given in self.given if given.compact()]
+                waiting[0] -= len(mine)
+        self.frames = [entry for entry in self.frames if entry[2][0] > 0]
         found = (pd.concat(pieces) if len(pieces) > 1 else pieces[0]) if pieces else self.template
         if len(pieces) > 1:
             positions = np.concatenate(order)
