@@ -9,6 +9,7 @@ from collections.abc import Iterator
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from reconcile.matching import MatchSettings
 from reconcile.settings import JobSettings
@@ -54,9 +55,12 @@ class Stopwatch:
 
 def rows_frame(events: pa.Table) -> pd.DataFrame:
     """Expected events (reconcile.expected's schema) as the matcher reads rows (ROW_COLUMNS)."""
-    # Texts stay Arrow strings: a slice's rows are few, and frames of several slices are
-    # joined (categories that differ by slice would turn into objects, one per text).
-    rows: pd.DataFrame = events.select(list(ROW_COLUMNS)).to_pandas(types_mapper=_arrow_strings)
+    table = events.select(list(ROW_COLUMNS))
+    for name in ("external_subscription_id", "model", "custom_llm_provider"):
+        # Few distinct values: categories, not a million strings.
+        position = table.column_names.index(name)
+        table = table.set_column(position, name, pc.dictionary_encode(table.column(name)))
+    rows: pd.DataFrame = table.to_pandas(types_mapper=_arrow_strings)
     return rows.rename(columns=ROW_COLUMNS)
 
 
