@@ -186,9 +186,9 @@ def shared_codes(
     """
     parts = []
     for side, column in enumerate((left, right)):
-        distinct, indices = dictionary(column)
+        distinct, indices = _dictionary(column)
         if rewrite is not None and side == 0 and providers is not None:
-            given, provider = dictionary(providers)
+            given, provider = _dictionary(providers)
             pairs, indices = np.unique(
                 indices * (len(given) + 1) + provider + 1, return_inverse=True
             )
@@ -209,7 +209,7 @@ def _take(values: pa.Array, positions: np.ndarray) -> pa.Array:
     return pc.take(values, pa.array(positions, pa.int64(), mask=positions < 0))
 
 
-def dictionary(column: pd.Series) -> tuple[pa.Array, np.ndarray]:
+def _dictionary(column: pd.Series) -> tuple[pa.Array, np.ndarray]:
     """A text column as its distinct values and each position's index into them (-1: null)."""
     if isinstance(column.dtype, pd.CategoricalDtype):  # already so: no string is touched
         categories = column.cat.categories

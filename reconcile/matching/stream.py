@@ -16,13 +16,16 @@ from collections.abc import Iterable
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.compute as pc
 
-from reconcile.matching.held import Codes, Held, sides
 from reconcile.matching.pairs import copies, pair
 from reconcile.matching.reasons import reasons
-from reconcile.matching.sides import EVENT_COLUMNS, ROW_COLUMNS, flags, require
+from reconcile.matching.sides import (
+    EVENT_COLUMNS,
+    ROW_COLUMNS,
+    numbers,
+    read_sides,
+    require,
+)
 from reconcile.matching.types import (
     EVENT_STATUSES,
     MATCHED_BY,
@@ -52,17 +55,16 @@ class StreamMatch:
 
     def __init__(self, settings: MatchSettings) -> None:
         self.settings = settings
-        self._codes = Codes()
-        self._rows = _Side(ROW_COLUMNS)
-        self._events = _Side(EVENT_COLUMNS)
+        self._rows = _numbered(pd.DataFrame(columns=list(ROW_COLUMNS)), "end_ms", 0)
+        self._events = _numbered(pd.DataFrame(columns=list(EVENT_COLUMNS)), "timestamp_ms", 0)
+        self._added = [0, 0]
         self._last_end: int | None = None
         self._resumed: tuple[int, frozenset[EventKey]] | None = None
 
     @property
     def held(self) -> tuple[int, int]:
         """How many rows and events are held (undecided, or kept as context)."""
-        rows, events = self._rows, self._events
-        return len(rows.held) - rows.idle, len(events.held) - events.idle
+        return len(self._rows), len(self._events)
 
     def add(
         self,
@@ -82,19 +84,16 @@ class StreamMatch:
         """
         require(rows, ROW_COLUMNS, "rows")
         require(events, EVENT_COLUMNS, "events")
-        fresh_rows = Held.read(
-            rows, rows=True, first=self._rows.added, codes=self._codes, time="end_ms"
-        )
-        fresh_events = Held.read(
-            events, rows=False, first=self._events.added, codes=self._codes, time="timestamp_ms"
-        )
-        fresh_events.copy[:] = copies(events)
+        fresh_rows = _numbered(rows, "end_ms", self._added[0])
+        fresh_events = _numbered(events, "timestamp_ms", self._added[1])
+        fresh_events["_copy"] = copies(events)
+        self._added = [self._added[0] + len(rows), self._added[1] + len(events)]
         if self._resumed is not None:
             self._as_decided(fresh_rows, fresh_events, *self._resumed)
-        self._rows.add(rows, fresh_rows)
-        self._events.add(events, fresh_events)
-        self._advance(rows_until_ms, events_until_ms)
-        return self._result()
+        self._rows = _joined([self._rows, fresh_rows])
+        self._events = _joined([self._events, fresh_events])
+        decided = self._advance(rows_until_ms, events_until_ms)
+        return _result([(fresh_rows.iloc[:0], fresh_events.iloc[:0]), *decided])
 
     def resume(self, decided_ms: int, taken: Iterable[EventKey]) -> None:
         """Go on from where another pass's `frontier()` stood: what it decided stays decided.
@@ -112,37 +111,46 @@ class StreamMatch:
         """
         if self._last_end is None:
             return None
-        events = self._events.held
-        after = np.flatnonzero(
-            events.done & ~events.copy & (events.time + self.settings.skew_ms >= self._last_end)
-        )
-        return self._last_end, events.keys(after, self._codes.subscription_texts)
+        events = self._events
+        after = events[
+            events["_done"].to_numpy()
+            & ~events["_copy"].to_numpy()
+            & (events["_time"].to_numpy() + self.settings.skew_ms >= self._last_end)
+        ]
+        return self._last_end, _keys(after)
 
     def _as_decided(
-        self, rows: Held, events: Held, decided_ms: int, taken: frozenset[EventKey]
+        self, rows: pd.DataFrame, events: pd.DataFrame, decided_ms: int, taken: frozenset[EventKey]
     ) -> None:
         """Mark what a pass that stood at `decided_ms` had decided (resume)."""
-        rows.done[:] = rows.time < decided_ms
-        done = events.time + self.settings.skew_ms < decided_ms
-        later = np.flatnonzero(~done & ~events.copy)
+        rows["_done"] = rows["_time"].to_numpy() < decided_ms
+        time = events["_time"].to_numpy()
+        done = time + self.settings.skew_ms < decided_ms
+        later = np.flatnonzero(~done & ~events["_copy"].to_numpy())
         if len(later) and taken:
-            keys = events.keys(later, self._codes.subscription_texts)
+            keys = _keys(events.iloc[later])
             done[later[[key in taken for key in keys]]] = True
-        events.done[:] = done
+        events["_done"] = done
 
     def finish(self) -> MatchResult:
         """Decide everything still held: nothing more will be added."""
         far = np.iinfo(np.int64).max // 4
-        self._advance(far, far)
-        return self._result()
+        return _result([(self._rows.iloc[:0], self._events.iloc[:0]), *self._advance(far, far)])
 
-    def _advance(self, rows_until: int, events_until: int) -> None:
-        """Decide every block whose view is complete (the decided wait in `_result`)."""
+    def _advance(
+        self, rows_until: int, events_until: int
+    ) -> list[tuple[pd.DataFrame, pd.DataFrame]]:
+        """Decide every block whose view is complete: the rows and events decided, per block."""
         settings, block = self.settings, self.settings.block_ms
         lookahead = 2 * settings.reach
+        decided = []
         while True:
-            rows, events = self._rows.held, self._events.held
-            waiting = np.concatenate([rows.time[~rows.done], events.time[~events.done]])
+            waiting = np.concatenate(
+                [
+                    self._rows["_time"].to_numpy()[~self._rows["_done"].to_numpy()],
+                    self._events["_time"].to_numpy()[~self._events["_done"].to_numpy()],
+                ]
+            ) if len(self._rows) or len(self._events) else np.zeros(0, np.int64)  # fmt: skip
             if not len(waiting):
                 break
             end = (int(waiting.min()) // block + 1) * block
@@ -153,26 +161,30 @@ class StreamMatch:
                 or events_until < end + lookahead + settings.max_delay_ms
             ):
                 break
-            self._decide(end, lookahead)
+            decided.append(self._decide(end, lookahead))
             self._last_end = end
+        return decided
 
-    def _decide(self, end: int, lookahead: int) -> None:
-        """Decide the block ending at `end`: the rows and events decided wait in the sides."""
+    def _decide(self, end: int, lookahead: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """Decide the block ending at `end`: the rows and events decided."""
         settings = self.settings
-        held_rows, held_events = self._rows.held, self._events.held
-        row_view = np.flatnonzero(~held_rows.done & (held_rows.time < end + lookahead))
-        open_events = ~held_events.done
-        copy = held_events.copy
+        held_rows, held_events = self._rows, self._events
+        row_view = np.flatnonzero(
+            ~held_rows["_done"].to_numpy() & (held_rows["_time"].to_numpy() < end + lookahead)
+        )
+        open_events = ~held_events["_done"].to_numpy()
+        copy = held_events["_copy"].to_numpy()
         event_view = np.flatnonzero(
-            open_events & ~copy & (held_events.time < end + lookahead + settings.max_delay_ms)
+            open_events
+            & ~copy
+            & (held_events["_time"].to_numpy() < end + lookahead + settings.max_delay_ms)
         )
-        copies_now = np.flatnonzero(
-            open_events & copy & (held_events.time + settings.skew_ms < end)
-        )
-        row_side, event_side = sides(
-            held_rows, row_view, held_events, event_view, settings.cost_tolerance
-        )
-        in_window = held_rows.in_window[row_view]
+        copies_now = held_events.index.to_numpy()[
+            open_events & copy & (held_events["_time"].to_numpy() + settings.skew_ms < end)
+        ]
+        rows = held_rows.iloc[row_view].reset_index(drop=True)
+        events = held_events.iloc[event_view].reset_index(drop=True)
+        row_side, event_side, in_window = read_sides(rows, events, settings)
         row_event, event_row, matched_by = pair(row_side, event_side, settings)
         final_row = row_side.time < end
         paired = event_row >= 0
@@ -188,149 +200,67 @@ class StreamMatch:
             np.where(_at(in_window, event_row, False), _MATCHED, _NEIGHBOUR_EVENT),
             np.where(inside, _UNEXPLAINED, _OUTSIDE),
         ).astype(np.int8)
-        decided_rows, decided_events = row_view[final_row], event_view[final_event]
-        partner = _at(held_events.number[event_view], row_event, -1)
-        held_rows.status[decided_rows] = row_status[final_row]
-        held_rows.partner[decided_rows] = partner[final_row]
-        held_rows.matched_by[decided_rows] = matched_by[final_row]
-        held_rows.done[decided_rows] = True
-        partner = _at(held_rows.number[row_view], event_row, -1)
-        held_events.status[decided_events] = event_status[final_event]
-        held_events.partner[decided_events] = partner[final_event]
-        held_events.done[decided_events] = True
-        held_events.status[copies_now] = _COPY
-        held_events.done[copies_now] = True
+        row_numbers = held_rows.index.to_numpy()[row_view]
+        event_numbers = held_events.index.to_numpy()[event_view]
+        decided_rows, decided_events = row_numbers[final_row], event_numbers[final_event]
+        partner = _at(event_numbers, row_event, -1)
+        held_rows.loc[decided_rows, "_status"] = row_status[final_row]
+        held_rows.loc[decided_rows, "_partner"] = partner[final_row]
+        held_rows.loc[decided_rows, "_matched_by"] = matched_by[final_row]
+        held_rows.loc[decided_rows, "_done"] = True
+        partner = _at(row_numbers, event_row, -1)
+        held_events.loc[decided_events, "_status"] = event_status[final_event]
+        held_events.loc[decided_events, "_partner"] = partner[final_event]
+        held_events.loc[decided_events, "_done"] = True
+        held_events.loc[copies_now, "_status"] = _COPY
+        held_events.loc[copies_now, "_done"] = True
         decided_events = np.sort(np.concatenate([decided_events, copies_now]))
-        unexplained = event_view[final_event][event_status[final_event] == _UNEXPLAINED]
+        unexplained = event_numbers[final_event][event_status[final_event] == _UNEXPLAINED]
         if len(unexplained):
-            held_events.reason[unexplained] = self._reasons(end, lookahead, unexplained)
-        self._rows.decided(decided_rows)
-        self._events.decided(decided_events)
+            held_events.loc[unexplained, "_reason"] = self._reasons(end, lookahead, unexplained)
+        decided = held_rows.loc[decided_rows], held_events.loc[decided_events]
         context = end - 2 * settings.reach  # decided ones earlier than this are done with
-        self._rows.keep(~(held_rows.done & (held_rows.time < context)))
-        self._events.keep(~(held_events.done & (held_events.time < context)))
+        self._rows = held_rows[~(held_rows["_done"] & (held_rows["_time"] < context))]
+        self._events = held_events[~(held_events["_done"] & (held_events["_time"] < context))]
+        return decided
 
     def _reasons(self, end: int, lookahead: int, unexplained: np.ndarray) -> np.ndarray:
-        """REASONS codes of these events (positions), judged by everything near, decided or not."""
+        """REASONS codes of these events (numbers), judged by everything near, decided or not."""
         settings = self.settings
         low = end - settings.block_ms - 2 * settings.reach
-        rows, events = self._rows.held, self._events.held
-        names = events.transaction_id.take(pa.array(unexplained, pa.int64()))
-        owners = np.unique(events.subscription_text[unexplained])
+        rows, events = self._rows, self._events
+        row_time, event_time = rows["_time"].to_numpy(), events["_time"].to_numpy()
+        asked = events.loc[unexplained]
+        names = asked["transaction_id"].astype(object)
+        owners = asked["subscription"].astype(object)
         # Only what can bear on them: rows of their subscriptions or ids, events of their ids.
-        near_rows = np.flatnonzero(
-            (rows.time >= low)
-            & (rows.time < end + lookahead)
+        near_rows = rows[
+            (row_time >= low)
+            & (row_time < end + lookahead)
             & (
-                np.isin(rows.subscription_text, owners)
-                | flags(pc.is_in(rows.transaction_id, names))
+                rows["subscription"].astype(object).isin(owners).to_numpy(dtype=bool)
+                | rows["transaction_id"].astype(object).isin(names).to_numpy(dtype=bool)
             )
+        ]
+        near_events = events[
+            (event_time >= low)
+            & (event_time < end + lookahead + settings.max_delay_ms)
+            & events["transaction_id"].astype(object).isin(names).to_numpy(dtype=bool)
+        ]
+        row_side, event_side, _ = read_sides(
+            near_rows.reset_index(drop=True), near_events.reset_index(drop=True), settings
         )
-        near_events = np.flatnonzero(
-            (events.time >= low)
-            & (events.time < end + lookahead + settings.max_delay_ms)
-            & flags(pc.is_in(events.transaction_id, names))
-        )
-        row_side, event_side = sides(rows, near_rows, events, near_events, settings.cost_tolerance)
-        where = np.searchsorted(near_events, unexplained)
+        where = np.searchsorted(near_events.index.to_numpy(), unexplained)
         return reasons(row_side, event_side, where, settings).astype(np.int8)
 
-    def _result(self) -> MatchResult:
-        """The rows and events decided since the last result, indexed by their numbers."""
-        rows, (_, status, partner, matched_by, _) = self._rows.taken()
-        events, (_, event_status, event_partner, _, reason) = self._events.taken()
-        return MatchResult(
-            rows=rows.assign(
-                status=categories(status, ROW_STATUSES),
-                event=partner,
-                matched_by=categories(matched_by, MATCHED_BY),
-            ),
-            events=events.assign(
-                status=categories(event_status, EVENT_STATUSES),
-                row=event_partner,
-                reason=categories(reason, REASONS),
-            ),
-        )
 
-
-class _Side:
-    """One side of the pass: what it holds, the frames given, what was decided since.
-
-    A frame is kept until all its lines are decided: results are taken from it.
-    """
-
-    def __init__(self, columns: tuple[str, ...]) -> None:
-        self.held = Held.empty()
-        self.idle = 0
-        """How many of those held are done with (let go of at the next copy)."""
-        self.added = 0
-        self.template = pd.DataFrame(columns=list(columns))
-        self.frames: list[tuple[int, pd.DataFrame, list[int]]] = []
-        """(first number, frame, [lines not yet decided])."""
-        self.pending: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
-
-    def add(self, frame: pd.DataFrame, fresh: Held) -> None:
-        self.template = frame.iloc[:0]
-        if len(fresh):
-            waiting = int((~fresh.done).sum())
-            if waiting:
-                self.frames.append((self.added, frame, [waiting]))
-            self.held = self.held.joined(fresh)
-        self.added += len(fresh)
-
-    def decided(self, at: np.ndarray) -> None:
-        """The lines at these positions are decided: their outcome as it stands now."""
-        held = self.held
-        self.pending.append(
-            (
-                held.number[at],
-                held.status[at],
-                held.partner[at],
-                held.matched_by[at],
-                held.reason[at],
-            )
-        )
-
-    def keep(self, keep: np.ndarray) -> None:
-        """Let go of what `keep` leaves out, at once where it leads (a view, no copy).
-
-        The rest goes once it is worth a copy; until then it is done with: nothing reads it.
-        """
-        drop = ~keep
-        lead = int(np.argmin(drop)) if keep.any() else len(keep)
-        self.idle = int(drop[lead:].sum())
-        if self.idle * 8 > len(keep):
-            self.held, self.idle = self.held.kept(keep), 0
-        elif lead:
-            self.held = self.held.sliced(lead)
-
-    def taken(self) -> tuple[pd.DataFrame, list[np.ndarray]]:
-        """The lines decided since the last call, in the order decided, and their outcome.
-
-        The outcome: numbers, status, partner, matched_by and reason codes.
-        """
-        parts, self.pending = self.pending, []
-        outcome = [
-            np.concatenate([part[field] for part in parts]) if parts else np.zeros(0, kind)
-            for field, kind in enumerate((np.int64, np.int8, np.int64, np.int8, np.int8))
-        ]
-        numbers = outcome[0]
-        pieces, order = [], []
-        for first, frame, waiting in self.frames:
-            mine = np.flatnonzero((numbers >= first) & (numbers < first + len(frame)))
-            if len(mine):
-                pieces.append(frame.take(numbers[mine] - first))
-                order.append(mine)
-                waiting[0] -= len(mine)
-        self.frames = [entry for entry in self.frames if entry[2][0] > 0]
-        found = (pd.concat(pieces) if len(pieces) > 1 else pieces[0]) if pieces else self.template
-        if len(pieces) > 1:
-            positions = np.concatenate(order)
-            if (np.diff(positions) < 0).any():
-                found = found.take(np.argsort(positions, kind="stable"))
-        found = found.set_axis(pd.Index(numbers, dtype=np.int64))
-        ours = [name for name in found.columns if str(name).startswith("_")]
-        return (found.drop(columns=ours) if ours else found), outcome
+def _keys(events: pd.DataFrame) -> tuple[EventKey, ...]:
+    """The events' identities (EventKey), in order."""
+    names = [
+        [None if pd.isna(value) else str(value) for value in events[column].astype(object)]
+        for column in ("transaction_id", "subscription")
+    ]
+    return tuple(zip(*names, events["_time"].astype(np.int64).tolist(), strict=True))
 
 
 def _at(values: np.ndarray, positions: np.ndarray, absent: object) -> np.ndarray:
@@ -341,6 +271,52 @@ def _at(values: np.ndarray, positions: np.ndarray, absent: object) -> np.ndarray
     return found
 
 
-def categories(codes: np.ndarray, names: list[str]) -> pd.Categorical[str]:
+def _numbered(frame: pd.DataFrame, time: str, first: int) -> pd.DataFrame:
+    """The frame numbered from `first`, with the columns the pass keeps beside the input's."""
+    times = numbers(frame[time])
+    if not np.isfinite(times).all():
+        raise ValueError(f"{time} has missing values: every row and event has a time")
+    return frame.set_axis(pd.RangeIndex(first, first + len(frame))).assign(
+        _time=times.astype(np.int64),
+        _done=False,
+        _status=np.int8(0),
+        _partner=np.int64(-1),
+        _matched_by=np.int8(0),
+        _reason=np.int8(0),
+        _copy=False,
+    )
+
+
+def _result(parts: list[tuple[pd.DataFrame, pd.DataFrame]]) -> MatchResult:
+    """The decided rows and events as a MatchResult, indexed by their numbers."""
+    rows, events = (_joined([part[side] for part in parts]) for side in (0, 1))
+    return MatchResult(
+        rows=rows.drop(columns=[name for name in rows.columns if name.startswith("_")]).assign(
+            status=categories(rows["_status"], ROW_STATUSES),
+            event=rows["_partner"].astype(np.int64),
+            matched_by=categories(rows["_matched_by"], MATCHED_BY),
+        ),
+        events=events.drop(
+            columns=[name for name in events.columns if name.startswith("_")]
+        ).assign(
+            status=categories(events["_status"], EVENT_STATUSES),
+            row=events["_partner"].astype(np.int64),
+            reason=categories(events["_reason"], REASONS),
+        ),
+    )
+
+
+def _joined(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    """The frames one after the other; empty ones count only when all are (the last is kept)."""
+    full = [frame for frame in frames if len(frame)]
+    if not full:
+        return frames[-1]
+    return full[0] if len(full) == 1 else pd.concat(full)
+
+
+def categories(codes: pd.Series, names: list[str]) -> pd.Series:
     """Codes as a categorical column: a million statuses without a million strings."""
-    return pd.Categorical.from_codes(codes.astype(np.int8), categories=pd.Index(names))
+    return pd.Series(
+        pd.Categorical.from_codes(codes.to_numpy(np.int8), categories=pd.Index(names)),
+        index=codes.index,
+    )
