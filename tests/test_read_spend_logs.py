@@ -24,7 +24,7 @@ from reconcile.errors import ConfigError, SourceError
 from reconcile.postgres import Database, connect, parse_database_url
 from reconcile.results import EventsSummary
 from reconcile.settings import ChargeBy
-from reconcile.spendlogs.read import open_snapshot, read_window
+from reconcile.spendlogs.read import _copy_out, open_snapshot, read_window
 from reconcile.testing.factory import SpendLog, SpendLogFactory
 from reconcile.testing.litellm_schema import apply_migrations, migration_files
 from reconcile.window import Window, parse_instant
@@ -466,4 +466,25 @@ def test_an_error_while_reading_leaves_no_copy_behind(
 
     with pytest.raises(RuntimeError, match="downstream"):
         consume()
+    assert "error ignored in rollback" not in caplog.text
+
+
+@pytest.mark.parametrize("stop_at", [0, 1, 3, 4])
+def test_a_read_stopped_at_any_chunk_even_past_its_last_row_leaves_the_connection_usable(
+    litellm_db: Database,
+    insert: Callable[..., None],
+    factory: SpendLogFactory,
+    caplog: pytest.LogCaptureFixture,
+    stop_at: int,
+) -> None:
+    """A signal may land while the COPY's rows are all read but its end is not: still clean."""
+    insert(*factory.day(DAY, 3000))
+    with open_snapshot(litellm_db) as connection:
+        statement = 'COPY (SELECT * FROM "LiteLLM_SpendLogs") TO STDOUT (FORMAT csv)'
+        chunks = _copy_out(connection, statement, 700, None)
+        got = [next(chunks) for _ in range(stop_at + 1)]  # the 5th comes after the COPY's end
+        assert sum(rows for _, rows in got) == min(3000, 700 * (stop_at + 1))
+        chunks.close()
+        connection.rollback()
+        assert connection.execute("SELECT 1").fetchone() == (1,)
     assert "error ignored in rollback" not in caplog.text

@@ -200,14 +200,15 @@ def _copy_out(
     taken for a dead connection: SourceUnavailable, and the connection is closed.
     """
     pgconn = connection.pgconn
-    pgconn.send_query(statement.encode())
-    started = pgconn.get_result()
-    if started is None or started.status != pq.ExecStatus.COPY_OUT:
-        _drain(pgconn)
-        raise _read_failure(started, pgconn)
     get_copy_data = pgconn.get_copy_data
-    finished = dead = False
-    try:
+    ended = dead = False
+    try:  # from the query on: a signal may land anywhere, even with the COPY's end unread
+        pgconn.send_query(statement.encode())
+        started = pgconn.get_result()
+        if started is None or started.status != pq.ExecStatus.COPY_OUT:
+            _drain(pgconn)
+            raise _read_failure(started, pgconn)
+        finished = False
         while not finished:
             chunk = bytearray()
             rows = 0
@@ -232,6 +233,9 @@ def _copy_out(
                 rows += 1
             if rows:
                 yield chunk, rows
+        result = pgconn.get_result()
+        _drain(pgconn)
+        ended = True
     except psycopg.OperationalError as error:
         dead = True
         raise SourceUnavailable(
@@ -240,23 +244,25 @@ def _copy_out(
     finally:
         if dead:
             connection.close()  # cancelling or draining would wait on the dead peer
-        elif not finished:
+        elif not ended:
             _abandon_copy(connection)
-    ended = pgconn.get_result()
-    _drain(pgconn)
-    if ended is None or ended.status != pq.ExecStatus.COMMAND_OK:
-        raise _read_failure(ended, pgconn)
+    if result is None or result.status != pq.ExecStatus.COMMAND_OK:
+        raise _read_failure(result, pgconn)
 
 
 def _abandon_copy(connection: psycopg.Connection) -> None:
-    """Cancel a COPY still under way (its reader stopped early): the transaction must roll back."""
+    """End a COPY its reader left (stopped early, or between its last row and its end).
+
+    Whatever libpq still holds is read and dropped, so the transaction can roll back.
+    """
     pgconn = connection.pgconn
     if pgconn.transaction_status != pq.TransactionStatus.ACTIVE:
         return
     connection.cancel_safe()
-    while pgconn.get_copy_data(0)[0] >= 0:
-        pass
-    _drain(pgconn)
+    while (result := pgconn.get_result()) is not None:
+        if result.status == pq.ExecStatus.COPY_OUT:  # still sending rows: take them to the end
+            while pgconn.get_copy_data(0)[0] >= 0:
+                pass
 
 
 def _drain(pgconn: pq.abc.PGconn) -> None:
