@@ -188,6 +188,23 @@ def test_a_row_without_a_model_is_backfilled_with_a_null_model(
     assert sent[chosen.request_id]["properties"]["model"] is None
 
 
+def test_a_backfill_for_a_customer_the_window_lacks_says_so(
+    litellm_db: Database, rows: list[SpendLog], lago: LagoEmulator
+) -> None:
+    """One absent id of two: a note, exit 0; every id absent (a typo, most likely): exit 2."""
+    env = environment(litellm_db, lago)
+    run(["migrate"], env=env)
+    real = billable(rows)[0].end_user
+    some = run(["backfill", *WINDOW, "--customer", real, "--customer", "ghost"], env=env)
+    assert some.exit_code == 0, some.stderr
+    assert "--customer 'ghost': no spend-log row with that end_user_id" in some.stderr
+    assert {event["external_subscription_id"] for event in lago.stored_events()} == {real}
+    none = run(["backfill", *WINDOW, "--customer", "nobody"], env=env)
+    assert none.exit_code == 2, none.stderr
+    assert "--customer 'nobody': no spend-log row" in none.stderr.splitlines()[-1]
+    assert "LAGO_API_CHARGE_BY" in none.stderr
+
+
 def test_max_events_exits_3_until_everything_is_sent(
     litellm_db: Database, rows: list[SpendLog], lago: LagoEmulator
 ) -> None:

@@ -38,7 +38,7 @@ from reconcile.cli.targets import (
 from reconcile.cli.workers import local_workers
 from reconcile.errors import EXIT_UNSENT, ConfigError
 from reconcile.postgres import Database
-from reconcile.report.build import run_report
+from reconcile.report.build import absent_message, run_report
 from reconcile.report.formats import summary_text
 from reconcile.results import RunSummary
 from reconcile.settings import JobSettings
@@ -480,9 +480,11 @@ def _finish(
     codes: list[int] | None = None,
 ) -> None:
     click.echo(render.run_summary(summary, lago=lago), err=True)
+    absent: tuple[str, ...] = ()
     if summary.parts.finished_here:  # else a worker's share: no report of the window from it
         report = run_report(summary, source=str(source), lago=lago)
         click.echo("\n" + summary_text(report), err=True)
+        absent = report.absent_customers
     if summary.settings.dry_run and summary.plan is not None:
         for event in summary.plan.sample[:5]:  # a sample of what would be sent: data, on stdout
             click.echo(json.dumps(event, ensure_ascii=False))
@@ -494,3 +496,5 @@ def _finish(
         ctx.exit(code if code > 0 else 1)
     if not summary.complete:
         ctx.exit(EXIT_UNSENT)
+    if absent and len(absent) == len(summary.settings.customers):  # a typo, most likely
+        raise ConfigError(absent_message(absent, summary.settings.charge_by))

@@ -295,4 +295,8 @@ def run_report(summary: RunSummary, *, source: str, lago: str) -> Report:
             "LiteLLM's callback may still deliver them; "
             + ("the next run takes them" if settings.mode == "run" else "backfill again later")
         )
-    return Report(header, lines, summed, [], [], notes, backfilled_by="this run")
+    absent = tuple(sorted(settings.customers - {line.customer for line in lines}))
+    notes += [absent_message(absent, settings.charge_by)] if absent else []
+    return Report(
+        header, lines, summed, [], [], notes, backfilled_by="this run", absent_customers=absent
+    )
