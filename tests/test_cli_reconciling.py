@@ -194,7 +194,7 @@ def test_a_backfill_for_a_customer_the_window_lacks_says_so(
     """One absent id of two: a note, exit 0; every id absent (a typo, most likely): exit 2."""
     env = environment(litellm_db, lago)
     run(["migrate"], env=env)
-    real = billable(rows)[0].end_user
+    real = str(billable(rows)[0].end_user)
     some = run(["backfill", *WINDOW, "--customer", real, "--customer", "ghost"], env=env)
     assert some.exit_code == 0, some.stderr
     assert "--customer 'ghost': no spend-log row with that end_user_id" in some.stderr

@@ -484,6 +484,7 @@ def test_a_read_stopped_at_any_chunk_even_past_its_last_row_leaves_the_connectio
         chunks = _copy_out(connection, statement, 700, None)
         got = [next(chunks) for _ in range(stop_at + 1)]  # the 5th comes after the COPY's end
         assert sum(rows for _, rows in got) == min(3000, 700 * (stop_at + 1))
+        assert isinstance(chunks, types.GeneratorType)
         chunks.close()
         connection.rollback()
         assert connection.execute("SELECT 1").fetchone() == (1,)
