@@ -21,6 +21,7 @@ the raw COPY (target: at most 5 times), the Lago requests made beside the naive 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import datetime as dt
 import io
@@ -33,6 +34,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 from events_throughput import timed  # same folder: the child's peak RSS, polled
@@ -175,6 +177,26 @@ def copy_seconds(database: Database) -> float:
     return seconds
 
 
+@contextlib.contextmanager
+def emulated(lago_file: Path) -> Iterator[str]:
+    """The emulator in a process of its own, preloaded with the file's events: its URL."""
+    started = time.monotonic()
+    emulator = subprocess.Popen(
+        [sys.executable, "-c", EMULATOR, str(lago_file), KEY],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    url = emulator.stdout.readline().strip() if emulator.stdout else ""
+    log(f"  emulator at {url} preloaded in {time.monotonic() - started:.0f} s")
+    try:
+        yield url
+    finally:
+        if emulator.stdin:
+            emulator.stdin.close()
+        emulator.wait()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -190,16 +212,7 @@ def main() -> None:
             callback_file = Path(folder) / "lago.jsonl"
             fill(database, arguments.rows, callback_file)
             commands.migrate(commands.StateSettings(database))
-            started = time.monotonic()
-            emulator = subprocess.Popen(
-                [sys.executable, "-c", EMULATOR, str(callback_file), KEY],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                text=True,
-            )
-            url = emulator.stdout.readline().strip() if emulator.stdout else ""
-            log(f"  emulator at {url} preloaded in {time.monotonic() - started:.0f} s")
-            try:
+            with emulated(callback_file) as url:
                 environment = {
                     **os.environ,
                     "DATABASE_URL": database.url(),
@@ -222,10 +235,6 @@ def main() -> None:
                 # a server that has been up (this is the emulator's first-touch cost, not ours).
                 timed([*command, "--dry-run"], environment, ok=(3,))  # 3: events missing
                 whole, peak = timed(command, environment)
-            finally:
-                if emulator.stdin:
-                    emulator.stdin.close()
-                emulator.wait()
             raw = copy_seconds(database)
             with connect(database) as connection:
                 counts = connection.execute(

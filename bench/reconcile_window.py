@@ -23,7 +23,6 @@ Lago requests beside the one worker's. Figures on stdout, progress on stderr.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import datetime as dt
 import io
@@ -31,17 +30,15 @@ import json
 import math
 import os
 import random
-import subprocess
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from events_throughput import timed  # same folder: the child's peak RSS, polled
-from reconcile_day import CODE, EMULATOR, KEY, _lengthen, _write_callback
+from reconcile_day import CODE, KEY, _lengthen, _write_callback, emulated
 
 from reconcile import commands
 from reconcile.postgres import Database, connect
@@ -134,26 +131,6 @@ def copy_seconds(database: Database, window: Window) -> float:
     psql, environment = psql_command(database)
     seconds, _ = timed([*psql, "-c", f"COPY ({query}) TO STDOUT"], environment)
     return seconds
-
-
-@contextlib.contextmanager
-def emulated(lago_file: Path) -> Iterator[str]:
-    """The emulator in a process of its own, preloaded with the file's events: its URL."""
-    started = time.monotonic()
-    emulator = subprocess.Popen(
-        [sys.executable, "-c", EMULATOR, str(lago_file), KEY],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    url = emulator.stdout.readline().strip() if emulator.stdout else ""
-    log(f"  emulator at {url} preloaded in {time.monotonic() - started:.0f} s")
-    try:
-        yield url
-    finally:
-        if emulator.stdin:
-            emulator.stdin.close()
-        emulator.wait()
 
 
 def reset_ledger(database: Database) -> None:

@@ -62,6 +62,14 @@ def committed(database: Database) -> int:
     return found[0] if found else 0
 
 
+def worker(
+    command: list[str], env: dict[str, str], *, quiet: bool = False
+) -> subprocess.Popen[str]:
+    """A worker process started on its own: its stderr to read (quiet: dropped), stdout dropped."""
+    stderr = subprocess.DEVNULL if quiet else subprocess.PIPE
+    return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=stderr, text=True)
+
+
 def wait_for(check: Callable[[], bool], seconds: float = 90) -> None:
     deadline = time.monotonic() + seconds
     while not check():
@@ -105,11 +113,9 @@ def test_a_killed_worker_leaves_its_part_to_the_others(
     lago.faults.latency(0.1)
     command = [*COMMAND, "--part", "2h", "--lease", "3s"]
     env = environment(database, lago)
-    first = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
-                             stderr=subprocess.DEVNULL)  # fmt: skip
+    first = worker(command, env, quiet=True)
     wait_for(lambda: committed(database) >= 2)
-    second = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.PIPE, text=True)  # fmt: skip
+    second = worker(command, env)
 
     def both_at_work() -> bool:
         parts = parts_rows(database)
@@ -140,8 +146,7 @@ def test_a_frozen_worker_loses_its_part_when_its_lease_expires(
     lago.faults.latency(0.02)
     command = [*COMMAND, "--part", "12h", "--lease", "3s"]
     env = environment(database, lago)
-    frozen = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.PIPE, text=True)  # fmt: skip
+    frozen = worker(command, env)
     wait_for(lambda: committed(database) >= 1)
     frozen.send_signal(signal.SIGSTOP)
     try:
@@ -168,8 +173,7 @@ def test_another_run_under_way_is_refused_and_the_same_one_joined(
     database, rows = day
     env = environment(database, lago)
     command = [*COMMAND, "--lease", "60s"]
-    running = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)  # fmt: skip
+    running = worker(command, env, quiet=True)
     joining = None
     try:
         wait_for(lambda: committed(database) >= 1)
@@ -180,8 +184,7 @@ def test_another_run_under_way_is_refused_and_the_same_one_joined(
         assert refused.returncode == 4, refused.stderr
         assert "run 1" in refused.stderr and "under way" in refused.stderr
         assert "differs in: the window" in refused.stderr
-        joining = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
-                                   stderr=subprocess.PIPE, text=True)  # fmt: skip
+        joining = worker(command, env)
         assert joining.stderr is not None
         said = [joining.stderr.readline() for _ in range(1)]
         while "joining run 1" not in said[-1]:
@@ -252,13 +255,11 @@ def test_a_worker_stopped_by_sigterm_frees_its_part_for_the_others(
     lago.faults.latency(0.1)
     command = [*COMMAND, "--part", "2h", "--lease", "60s"]
     env = environment(database, lago)
-    first = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
-                             stderr=subprocess.PIPE, text=True)  # fmt: skip
+    first = worker(command, env)
     wait_for(lambda: committed(database) >= 1)
-    second = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.PIPE, text=True)  # fmt: skip
-    wait_for(lambda: any(f":{second.pid}:" in (worker or "")
-                         for _, _, worker, _ in parts_rows(database)))  # fmt: skip
+    second = worker(command, env)
+    wait_for(lambda: any(f":{second.pid}:" in (holder or "")
+                         for _, _, holder, _ in parts_rows(database)))  # fmt: skip
     first.send_signal(signal.SIGTERM)
     _, said = first.communicate(timeout=120)
     assert first.returncode == 5, said
