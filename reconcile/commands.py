@@ -155,11 +155,13 @@ def backfill(
     stop: Stop | None = None,
     now: dt.datetime | None = None,
     progress: Progress | None = None,
+    entered: Callable[[int], None] | None = None,
 ) -> RunSummary:
     """Reconcile the window of `settings`: list, match, send what is missing, record it all.
 
     A window ending after now - settle is refused (ConfigError): events for its last stretch
     may still arrive. Rows whose events may still arrive are held back (`too_recent`).
+    `entered` hears the run's id once this process works on it (see reconcile_window).
     """
     now = now or dt.datetime.now(dt.UTC)
     settle_point = now - settings.settle
@@ -186,6 +188,7 @@ def backfill(
             stop=stop,
             now=now,
             progress=progress,
+            entered=entered,
         )
 
 
@@ -268,6 +271,7 @@ def run(
     client: LagoClient | None = None,
     stop: Stop | None = None,
     progress: Progress | None = None,
+    entered: Callable[[int], None] | None = None,
 ) -> RunSummary | None:
     """The nightly job: reconcile from where its last full coverage ended (None: nothing yet).
 
@@ -306,6 +310,7 @@ def run(
             now=now,
             stop=stop,
             progress=progress,
+            entered=entered,
         )
 
 

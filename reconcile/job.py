@@ -42,6 +42,7 @@ def reconcile_window(
     confirm: Callable[[Plan], bool] | None = None,
     stop: Stop | None = None,
     progress: Progress | None = None,
+    entered: Callable[[int], None] | None = None,
 ) -> RunSummary:
     """Reconcile one window end to end as a worker of its run; the ledger records how it ends.
 
@@ -52,7 +53,8 @@ def reconcile_window(
     (reconcile.forward), each slice's missing events sent and the slice committed before the
     next; a part claimed again goes on from its last committed slice. The worker that
     finishes the last part records the run and returns its whole summary; the others return
-    theirs (`RunSummary.parts`). `progress` hears of each step.
+    theirs (`RunSummary.parts`). `progress` hears of each step; `entered`, of the run's id
+    once this worker is in (to start more workers of it: `settings.join`).
 
     `source` labels the spend-log database (no password), `source_id` identifies it by what
     its server says it is. Rows whose events may still arrive (endTime + max delay after
@@ -72,27 +74,34 @@ def reconcile_window(
     worker = leases.worker_name()
     with stop.deferred():  # the ledger's record of the run is never cut short
         recorded = _recorded(settings, client)
-        entered = leases.enter(
+        inside = leases.enter(
             ledger, settings, source=source, source_id=source_id, recorded=dict(recorded),
             now=now, worker=worker, lease=settings.lease,
         )  # fmt: skip
-    settings = dataclasses.replace(settings, window=entered.window)
-    if entered.parts > 1 and confirm is not None and not settings.dry_run:
+    if inside.how == "ended":
+        log.info("run %s ended before this worker joined it: nothing left for it", inside.run_id)
+        whole = whole_summary(ledger, settings, inside.run_id)
+        whole.parts = whole.parts._replace(finished_here=False)  # its end is another's to tell
+        return whole
+    if entered is not None:
+        entered(inside.run_id)
+    settings = dataclasses.replace(settings, window=inside.window)
+    if inside.parts > 1 and confirm is not None and not settings.dry_run:
         confirm = None  # several parts, several workers: nobody to ask (the CLI says so)
     done_here: list[dict[str, Any]] = []
-    claim = entered.claim
+    claim = inside.claim
     while True:
         if claim is None:
             with stop.deferred():
-                claim = leases.claim(ledger, entered.run_id, worker, settings.lease)
+                claim = leases.claim(ledger, inside.run_id, worker, settings.lease)
         if claim is None:
-            if not _wait_for_parts(ledger, entered.run_id, settings, stop):
+            if not _wait_for_parts(ledger, inside.run_id, settings, stop):
                 break
             continue
-        if entered.parts > 1:
+        if inside.parts > 1:
             log.info(
-                "run %s: part %s of %s (%s) is this worker's", entered.run_id, claim.part + 1,
-                entered.parts, claim.window,
+                "run %s: part %s of %s (%s) is this worker's", inside.run_id, claim.part + 1,
+                inside.parts, claim.window,
             )  # fmt: skip
         state = _part(database, client, ledger, settings, claim, worker, now, confirm, stop,
                       progress)  # fmt: skip
@@ -101,14 +110,14 @@ def reconcile_window(
         claim = None
     with stop.deferred(), ledger.transaction():
         ledger.execute(_entry_lock(source_id, settings))  # one worker records the run's end
-        standing = leases.parts_state(ledger, entered.run_id)
-        last = standing.finished and not leases.finished_already(ledger, entered.run_id)
-        whole = _whole(settings, entered.run_id, standing.done if last else done_here)
+        standing = leases.parts_state(ledger, inside.run_id)
+        last = standing.finished and not leases.finished_already(ledger, inside.run_id)
+        whole = _whole(settings, inside.run_id, standing.done if last else done_here)
         whole.parts = Share(len(done_here), standing.total, last)
         if last:
             status = "succeeded" if whole.complete else "incomplete"
             ledger.finish_run(
-                entered.run_id, status, whole.counts(), covered_until=whole.covered_until
+                inside.run_id, status, whole.counts(), covered_until=whole.covered_until
             )
     return whole
 

@@ -73,7 +73,7 @@ class Entered:
     window: Window
     """The run's window (a nightly run joined: the one it started with)."""
     how: str
-    """"started", "resumed" or "joined"."""
+    """"started", "resumed", "joined", or "ended" (the run to join had no live worker left)."""
     parts: int
     claim: Claim | None
     """The first part this worker claimed as it entered (None: none was free)."""
@@ -95,7 +95,9 @@ def enter(
     In the same transaction `worker` claims a first part, so a run is never seen without a
     live lease while its worker lives. Raises RunLocked when another run of the source
     (another command, window or settings) has a live worker. Runs left `running` with no
-    live lease (their workers were killed) are recorded as failed first.
+    live lease (their workers were killed) are recorded as failed first. With
+    `settings.join`, only that run is joined (whatever --restart says): "ended" when it has
+    no live worker left.
     """
     code, charge_by = settings.code, settings.charge_by.value
     with ledger.transaction():
@@ -105,6 +107,9 @@ def enter(
         alive = [run._mapping["id"] for run in running if run._mapping["alive"]]
         if sum(take_over_local_dead(ledger, run_id) for run_id in alive):
             running = ledger.execute(running_runs).all()
+        if settings.join is not None:  # the run was started (or restarted) by who started this
+            running = [run for run in running if run._mapping["id"] == settings.join]
+            settings = dataclasses.replace(settings, restart=False)
         for run in running:
             fields = run._mapping  # SQLAlchemy's public mapping view of a row
             if not fields["alive"]:
@@ -123,6 +128,8 @@ def enter(
                 f"ends (the same command and settings would join it; this one differs in: "
                 f"{', '.join(differing)})"
             )
+        if settings.join is not None:  # it ended before this worker came: nothing to do
+            return Entered(settings.join, settings.window, "ended", 0, None)
         error = "its process ended without finishing (killed): no worker renewed its lease"
         dead = ledger.execute(
             statements.close_dead_runs(

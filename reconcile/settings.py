@@ -101,4 +101,6 @@ class JobSettings:
     lease: dt.timedelta = DEFAULT_LEASE
     """How long a worker's claim on a part holds without a heartbeat (it renews it at a
     third of this)."""
+    join: int | None = None
+    """Only join this run, under way (`--workers`' own processes): never start or resume one."""
     tolerance: Decimal = Decimal("0.01")

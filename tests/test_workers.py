@@ -269,3 +269,28 @@ def test_a_worker_stopped_by_sigterm_frees_its_part_for_the_others(
     billed_once(lago, rows)
     assert [status for _, status, _, _ in parts_rows(database)] == ["done"] * 12
     assert run_rows(database) == [(1, "succeeded")]
+
+
+def test_workers_of_a_restarted_run_join_it_and_one_too_late_does_nothing(
+    day: tuple[Database, list[SpendLog]],  # noqa: F811
+    lago: LagoEmulator,  # noqa: F811
+) -> None:
+    """--workers' own processes join the run their parent is in (--restart is the parent's to
+    act on); one arriving after that run ended leaves it alone: no run of its own, exit 0."""
+    database, rows = day
+    env = environment(database, lago)
+    assert subprocess.run(COMMAND, env=env, capture_output=True, check=False).returncode == 0
+    lago.faults.latency(0.05)
+    again = subprocess.run(
+        [*COMMAND, "--restart", "--workers", "2", "--part", "6h"], env=env,
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert again.returncode == 0, again.stderr
+    assert "a worker process" not in again.stderr
+    assert run_rows(database) == [(1, "succeeded"), (2, "succeeded")]
+    late = subprocess.run([*COMMAND, "--join-run", "2"], env=env, capture_output=True,
+                          text=True, timeout=120, check=False)  # fmt: skip
+    assert late.returncode == 0, late.stderr
+    assert "run 2 ended before this worker joined it" in late.stderr
+    assert run_rows(database) == [(1, "succeeded"), (2, "succeeded")]
+    billed_once(lago, rows)

@@ -67,6 +67,7 @@ class _Common:
     workers: int
     part: str | None
     lease: str
+    join_run: int | None
     lago_api_base: str | None
     lago_api_key: str | None
     state_database_url: str | None
@@ -143,6 +144,9 @@ def _common_options(function: F) -> F:
             metavar="DURATION",
             help="How long a worker's claim on a part holds without its heartbeat (renewed "
             "every third of it): a killed worker's part is claimed again after this.",
+        ),
+        click.option(  # how --workers starts its processes: on the run it is in, and no other
+            "--join-run", type=click.IntRange(min=1), default=None, hidden=True
         ),
         click.option(
             "--progress/--no-progress",
@@ -304,15 +308,16 @@ def backfill(
             "several: drop one of them"
         )
     with (
-        local_workers(common.workers, job.part) as codes,
+        local_workers(common.workers, job.part) as workers,
         stopping() as stop,  # SIGINT, SIGTERM: exit 5
         progress(common.progress) as tell,
     ):
         summary = commands.backfill(
-            source, lago, state, job, confirm=confirm, stop=stop, progress=tell
-        )
-    summary = _whole_run(summary, state, codes)
-    _finish(ctx, summary, source, lago.shown, codes)
+            source, lago, state, job, confirm=confirm, stop=stop, progress=tell,
+            entered=workers.start,
+        )  # fmt: skip
+    summary = _whole_run(summary, state, workers.codes)
+    _finish(ctx, summary, source, lago.shown, workers.codes)
 
 
 @click.command(epilog=EXIT_CODES_RUN_HELP)
@@ -378,14 +383,16 @@ def run(
     source, lago, state = _targets(ctx, common)
     now = dt.datetime.now(UTC)
     with (
-        local_workers(common.workers, job.part) as codes,
+        local_workers(common.workers, job.part) as workers,
         stopping() as stop,  # SIGINT, SIGTERM: exit 5
         progress(common.progress) as tell,
     ):
         summary = commands.run(
-            source, lago, state, job, schedule, now=now, stop=stop, progress=tell
-        )
+            source, lago, state, job, schedule, now=now, stop=stop, progress=tell,
+            entered=workers.start,
+        )  # fmt: skip
     if summary is not None:
+        codes = workers.codes
         _finish(ctx, _whole_run(summary, state, codes), source, lago.shown, codes)
     if summary is None:
         click.echo(
@@ -416,6 +423,7 @@ def _job(
         chunk_rows=common.chunk_rows,
         slice=_slice(common.slice),
         restart=common.restart,
+        join=common.join_run,
         part=_part(common.part, common.workers, _slice(common.slice)),
         lease=_lease(common.lease),
     )

@@ -14,37 +14,53 @@ from collections.abc import Iterator
 log = logging.getLogger(__name__)
 
 
-@contextlib.contextmanager
-def local_workers(workers: int, part: dt.timedelta | None) -> Iterator[list[int]]:
-    """Start `workers - 1` copies of this command beside it; wait for them at the end.
+class LocalWorkers:
+    """The processes this one starts, once it is in a run, to work on it beside it."""
 
-    They run with `--workers 1 --part <part>` (the same parts as this one's, so all join one
-    run) and no progress bar, each in a session of its own (a terminal's Ctrl-C reaches this
-    process only, which passes it on once); their summaries go nowhere (this process prints
-    the run's). Yields, once the block ends, their exit codes; a block cut short (a signal,
-    an error) passes SIGTERM on to them first.
+    def __init__(self, workers: int, part: dt.timedelta | None) -> None:
+        self.wanted = workers - 1 if part is not None else 0
+        self.part = part
+        self.children: list[subprocess.Popen[bytes]] = []
+        self.codes: list[int] = []
+        """Their exit codes, once the block has ended (a negative one: killed by that signal)."""
+
+    def start(self, run_id: int) -> None:
+        """Start them on run `run_id` (`--join-run`): they never start or resume one."""
+        if not self.wanted or self.part is None or self.children:
+            return
+        argv = [sys.executable, "-m", "reconcile", *sys.argv[1:], "--workers", "1",
+                "--part", f"{int(self.part.total_seconds())}s", "--no-progress",
+                "--join-run", str(run_id)]  # fmt: skip
+        self.children = [
+            subprocess.Popen(  # noqa: S603 - this very command, again
+                argv, stdout=subprocess.DEVNULL, env=os.environ.copy(), start_new_session=True
+            )
+            for _ in range(self.wanted)
+        ]
+        log.info("started %s more worker process(es) on run %s: %s", len(self.children), run_id,
+                 ", ".join(str(child.pid) for child in self.children))  # fmt: skip
+
+
+@contextlib.contextmanager
+def local_workers(workers: int, part: dt.timedelta | None) -> Iterator[LocalWorkers]:
+    """`workers - 1` copies of this command, started by `start` once this one is in a run.
+
+    They run with `--workers 1 --part <part>` (the same parts as this one's) and
+    `--join-run <id>`, so that they join that run only: one that has ended by the time they
+    are in is left alone (a nightly run would otherwise start the next). No progress bar;
+    each in a session of its own (a terminal's Ctrl-C reaches this process only, which
+    passes it on once); their stdout goes nowhere (this process prints the run's summary).
+    Their exit codes are in `codes` once the block ends; a block cut short (a signal, an
+    error) passes SIGTERM on to them first.
     """
-    codes: list[int] = []
-    if workers <= 1 or part is None:
-        yield codes
-        return
-    argv = [sys.executable, "-m", "reconcile", *sys.argv[1:]]
-    argv += ["--workers", "1", "--part", f"{int(part.total_seconds())}s", "--no-progress"]
-    children = [
-        subprocess.Popen(  # noqa: S603 - this very command, again
-            argv, stdout=subprocess.DEVNULL, env=os.environ.copy(), start_new_session=True
-        )
-        for _ in range(workers - 1)
-    ]
-    log.info("started %s more worker process(es): %s", len(children),
-             ", ".join(str(child.pid) for child in children))  # fmt: skip
+    started = LocalWorkers(workers, part)
     try:
-        yield codes
+        yield started
     except BaseException:
-        for child in children:
+        for child in started.children:
             if child.poll() is None:
                 child.send_signal(signal.SIGTERM)
-        for child in children:
+        for child in started.children:
             child.wait()
         raise
-    codes.extend(child.wait() for child in children)
+    started.codes.extend(child.wait() for child in started.children)
