@@ -384,6 +384,17 @@ def test_a_statement_timeout_is_reported_with_the_fix(
     assert not isinstance(raised.value, ConfigError)
 
 
+def test_a_statement_timeout_the_url_sets_is_raised_there(
+    litellm_db: Database, insert: Callable[..., None], factory: SpendLogFactory
+) -> None:
+    """--db-statement-timeout does not apply then: the fix is in the URL's options."""
+    insert(*factory.day(DAY, 3000))
+    hurried = parse_database_url(litellm_db.replace(options="-c statement_timeout=1").url())
+    with pytest.raises(SourceError, match=r"raise statement_timeout in .*options") as raised:
+        run_events(hurried)
+    assert "--db-statement-timeout does not apply" in str(raised.value)
+
+
 def test_no_rows_is_not_an_error(litellm_db: Database) -> None:
     summary, events = run_events(litellm_db)
     assert (summary.tally.rows, summary.events, events) == (0, 0, [])
@@ -481,7 +492,7 @@ def test_a_read_stopped_at_any_chunk_even_past_its_last_row_leaves_the_connectio
     insert(*factory.day(DAY, 3000))
     with open_snapshot(litellm_db) as connection:
         statement = 'COPY (SELECT * FROM "LiteLLM_SpendLogs") TO STDOUT (FORMAT csv)'
-        chunks = _copy_out(connection, statement, 700, None)
+        chunks = _copy_out(connection, statement, 700, litellm_db)
         got = [next(chunks) for _ in range(stop_at + 1)]  # the 5th comes after the COPY's end
         assert sum(rows for _, rows in got) == min(3000, 700 * (stop_at + 1))
         assert isinstance(chunks, types.GeneratorType)

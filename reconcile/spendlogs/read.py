@@ -98,7 +98,7 @@ def spend_log_columns(connection: psycopg.Connection, database: Database) -> fro
     try:
         rows = connection.execute(queries.load("spend_logs_columns.sql")).fetchall()
     except psycopg.Error as error:
-        raise _explain(" ".join(str(error).split()), error.sqlstate or "") from None
+        raise _explain(" ".join(str(error).split()), error.sqlstate or "", database) from None
     if not rows:
         search_path = connection.execute("SHOW search_path").fetchone()
         raise ConfigError(
@@ -159,7 +159,7 @@ def read_window(
     query = window_query(connection, columns, charge_by, window, ended_since=ended_since)
     pending: pa.Table | None = None
     statement = f"COPY ({query}) TO STDOUT (FORMAT csv)"
-    for data, rows in _copy_out(connection, statement, chunk_rows, database.silence_limit):
+    for data, rows in _copy_out(connection, statement, chunk_rows, database):
         if pending is None:
             pending = _parse(data, rows)
             continue
@@ -190,24 +190,25 @@ def _parse(data: bytearray, rows: int) -> pa.Table:
 
 
 def _copy_out(
-    connection: psycopg.Connection, statement: str, chunk_rows: int, silence: float | None
+    connection: psycopg.Connection, statement: str, chunk_rows: int, database: Database
 ) -> Iterator[tuple[bytearray, int]]:
     """Run a COPY ... TO STDOUT; yield its output `chunk_rows` rows at a time, with the count.
 
     This drives libpq directly and copies each row into one buffer at once: psycopg's `Copy`
     iterator, or keeping libpq's per-row buffers, costs microseconds a row, most of the
-    job's time on a million rows. A server silent for `silence` seconds (None: no limit) is
+    job's time on a million rows. A server silent for the database's `silence_limit` is
     taken for a dead connection: SourceUnavailable, and the connection is closed.
     """
     pgconn = connection.pgconn
     get_copy_data = pgconn.get_copy_data
+    silence = database.silence_limit
     ended = dead = False
     try:  # from the query on: a signal may land anywhere, even with the COPY's end unread
         pgconn.send_query(statement.encode())
         started = pgconn.get_result()
         if started is None or started.status != pq.ExecStatus.COPY_OUT:
             _drain(pgconn)
-            raise _read_failure(started, pgconn)
+            raise _read_failure(started, pgconn, database)
         finished = False
         while not finished:
             chunk = bytearray()
@@ -247,7 +248,7 @@ def _copy_out(
         elif not ended:
             _abandon_copy(connection)
     if result is None or result.status != pq.ExecStatus.COMMAND_OK:
-        raise _read_failure(result, pgconn)
+        raise _read_failure(result, pgconn, database)
 
 
 def _abandon_copy(connection: psycopg.Connection) -> None:
@@ -270,24 +271,32 @@ def _drain(pgconn: pq.abc.PGconn) -> None:
         pass
 
 
-def _read_failure(result: pq.abc.PGresult | None, pgconn: pq.abc.PGconn) -> ReconcileError:
+def _read_failure(
+    result: pq.abc.PGresult | None, pgconn: pq.abc.PGconn, database: Database
+) -> ReconcileError:
     if result is None:
         message = pgconn.get_error_message().strip() or "the server closed the connection"
         return SourceUnavailable(f"reading spend logs failed: {message}")
     message = " ".join(result.get_error_message().split())
-    return _explain(message, (result.error_field(pq.DiagnosticField.SQLSTATE) or b"").decode())
+    sqlstate = (result.error_field(pq.DiagnosticField.SQLSTATE) or b"").decode()
+    return _explain(message, sqlstate, database)
 
 
-def _explain(message: str, sqlstate: str) -> ReconcileError:
+def _explain(message: str, sqlstate: str, database: Database) -> ReconcileError:
     if sqlstate == "42501":
         return ConfigError(
             f"reading spend logs was refused ({message}): grant the reader SELECT on "
             '"LiteLLM_SpendLogs" (see sql/readonly_role.sql)'
         )
     if sqlstate == "57014":
+        where = (
+            f"raise statement_timeout in {database.setting}'s options (it sets its own, so "
+            "--db-statement-timeout does not apply)"
+            if database.sets_statement_timeout
+            else "raise --db-statement-timeout (RECONCILE_DB_STATEMENT_TIMEOUT; 0 means none)"
+        )
         return SourceError(
-            f"reading spend logs was cancelled ({message}): raise --db-statement-timeout "
-            "(RECONCILE_DB_STATEMENT_TIMEOUT; 0 means none), or read a shorter window"
+            f"reading spend logs was cancelled ({message}): {where}, or read a shorter window"
         )
     if sqlstate.startswith("08"):
         return SourceUnavailable(f"the connection to the spend-log database broke: {message}")
