@@ -98,7 +98,8 @@ def interrupted(reason: str, summary: RunSummary, phase: str = "reading") -> str
 
     `phase`: what the run was doing, "reading" (and matching), "sending" or "asking".
     """
-    cause = f"interrupted by {reason}" if reason.startswith("SIG") else f"interrupted ({reason})"
+    name = reason.removeprefix("interrupted by ")  # a signal's name, said either way
+    cause = f"interrupted by {name}" if name.startswith("SIG") else f"interrupted ({reason})"
     run = f"run {summary.run_id} is recorded as interrupted"
     done = (
         f"{summary.sent:,} event(s) sent to Lago (${summary.sent_spend:,.2f}), "

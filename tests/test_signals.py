@@ -23,11 +23,13 @@ from conftest import DAY, ENV_NAMES
 from test_reconcile_e2e import KEY, billable, billed_once
 
 from reconcile import commands
+from reconcile.attribute import Tally
 from reconcile.errors import Interrupted
 from reconcile.lago.client import LagoClient
 from reconcile.lago_emulator import LagoEmulator
 from reconcile.postgres import Database, connect
 from reconcile.results import RunSummary
+from reconcile.sending import interrupted
 from reconcile.settings import ChargeBy, JobSettings
 from reconcile.stopping import Stop
 from reconcile.testing.factory import SpendLog, SpendLogFactory
@@ -419,3 +421,24 @@ def test_the_documented_grants_are_enough_to_stop_between_batches(
     _, stderr = process.communicate(timeout=30)
     assert process.returncode == 5, stderr
     interrupted_as_recorded(litellm_db, slow_lago, stderr)
+
+
+@pytest.mark.parametrize(
+    ("reason", "phase", "sent", "said"),
+    [
+        ("SIGTERM", "sending", 3, "interrupted by SIGTERM between two batches: 3 event(s) sent"),
+        # SIGTERM outside `stopping` (the demo): the same words, not "interrupted (interrupted"
+        ("interrupted by SIGTERM", "reading", 0,
+         "interrupted by SIGTERM while reading and matching, before anything was sent"),
+        ("end of input", "asking", 0, "interrupted (end of input) before sending anything: 0"),
+    ],
+)  # fmt: skip
+def test_an_interruption_is_said_once_whichever_way_the_signal_came(
+    reason: str, phase: str, sent: int, said: str
+) -> None:
+    window = Window(dt.datetime(2026, 11, 1, tzinfo=UTC), dt.datetime(2026, 11, 2, tzinfo=UTC))
+    settings = JobSettings(mode="backfill", window=window, charge_by=ChargeBy.END_USER_ID, code="c")
+    summary = RunSummary(run_id=7, settings=settings, tally=Tally(), sent=sent)
+    line = interrupted(reason, summary, phase)
+    assert line.startswith(said), line
+    assert "run 7 is recorded as interrupted" in line
