@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import signal
 import socket
 import threading
 from collections.abc import Callable
@@ -138,6 +139,9 @@ def lago_emulator(
         if (problem := _cannot_listen(error, host, port)) is not None:
             raise problem from error
         raise
+    # Ctrl-C stops it even where SIGINT came ignored (a script's background job, as CI runs).
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     try:  # from the first line out: a signal may come as soon as the URL is read
         click.echo(emulator.url)
         log.info(
