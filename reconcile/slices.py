@@ -18,7 +18,7 @@ import pyarrow.compute as pc
 from reconcile import leases, resume, sending
 from reconcile.attribute import Tally
 from reconcile.build_events import json_lines
-from reconcile.forward import Frontier, Step, forward_pass
+from reconcile.forward import EventKey, Frontier, Step, forward_pass
 from reconcile.lago.client import LagoClient
 from reconcile.ledger import Ledger
 from reconcile.money import ZERO, exact_sum
@@ -31,7 +31,7 @@ from reconcile.results import Plan, RunSummary
 from reconcile.settings import JobSettings
 from reconcile.stopping import Stop
 from reconcile.transaction_id import PREFIX
-from reconcile.window import from_ms, to_ms
+from reconcile.window import duration_ms, from_ms, to_ms
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +74,9 @@ class Passing:
     heartbeat: leases.Heartbeat | None = None
     tallies: Tallies = dataclasses.field(default_factory=Tallies)
     """The part's lines, once its pass is done."""
+    sent_near: list[EventKey] = dataclasses.field(default_factory=list)
+    """Events this pass has sent that a pass resumed from its frontier would list again beside
+    their rows, already decided there: the frontier names them (`Frontier.taken`)."""
 
 
 def reconcile_part(
@@ -167,6 +170,7 @@ def _commit(
 ) -> None:
     """Record a slice as committed: what a resumed run needs to go on from it."""
     summary = passing.summary
+    frontier = _with_sent(frontier, passing)
     plan = summary.plan
     state = resume.slice_state(
         frontier,
@@ -179,6 +183,19 @@ def _commit(
     leases.record_slice(
         ledger, passing.claim, passing.worker, number, from_ms(frontier.decided_ms), state
     )
+
+
+def _with_sent(frontier: Frontier, passing: Passing) -> Frontier:
+    """The frontier naming, among the events taken, those this pass sent and may list again.
+
+    An event is sent with its row's endTime as its timestamp: one sent for a row that ended
+    less than --skew before the frontier is listed, on resuming, beside a row decided there.
+    """
+    reach = frontier.decided_ms - duration_ms(passing.settings.margins.skew)
+    passing.sent_near = [key for key in passing.sent_near if key[2] >= reach]
+    taken = set(frontier.taken)
+    fresh = tuple(key for key in passing.sent_near if key not in taken)
+    return dataclasses.replace(frontier, taken=(*frontier.taken, *fresh)) if fresh else frontier
 
 
 def _step(
@@ -228,6 +245,13 @@ def _step(
             sent_rows.filter(pc.is_in(sent_rows.column("transaction_id"), value_set=in_lago)),
             summary.run_id or 0,
             label,
+        )
+        held = rows.filter(pc.is_in(rows.column("transaction_id"), value_set=in_lago))
+        passing.sent_near += zip(
+            held.column("transaction_id").to_pylist(),
+            held.column("external_subscription_id").to_pylist(),
+            held.column("end_ms").to_pylist(),
+            strict=True,
         )
 
 

@@ -1,5 +1,6 @@
 """Slices, resume and progress: a window killed at any moment goes on from its last slice."""
 
+import dataclasses
 import datetime as dt
 import os
 import random
@@ -236,3 +237,38 @@ def test_any_slice_over_any_window_gives_the_answer_of_a_day_at_once(
         found.append((summary.expected, summary.listed, summary.matched_by_fingerprint,
                       summary.missing, summary.tally.rows))  # fmt: skip
     assert found[0] == found[1] and found[0][3] > 0
+
+
+def test_a_resumed_run_takes_the_events_its_committed_slices_sent_as_theirs(
+    litellm_db: Database, insert: Callable[..., None], factory: SpendLogFactory,
+    lago: LagoEmulator,
+) -> None:  # fmt: skip
+    """Rows ending seconds before each hour have their events sent by that hour's slice; the
+    resumed pass lists them again beside rows it holds as decided: they are the run's own
+    events, not duplicates nobody explains."""
+    rows = list(factory.day(DAY, 200))
+    template = billable(rows)[0]
+    midnight = dt.datetime.combine(DAY, dt.time())
+    edges = [
+        dataclasses.replace(
+            template, request_id=f"edge-{hour}", litellm_call_id=f"edge-call-{hour}",
+            start=midnight + dt.timedelta(hours=hour, minutes=59),
+            end=midnight + dt.timedelta(hours=hour, minutes=59, seconds=30),
+        )
+        for hour in range(24)
+    ]  # fmt: skip
+    insert(*rows, *edges)
+    commands.migrate(commands.StateSettings(litellm_db))
+    env = environment(litellm_db, lago)
+    lago.faults.latency(0.02)
+    for slices in (3, 9):
+        kill_after_slices(COMMAND, env, litellm_db, slices)
+    done = subprocess.run(COMMAND, env=env, capture_output=True, text=True, timeout=120,
+                          check=False)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "resuming run 1" in done.stderr
+    billed_once(lago, [*rows, *edges])
+    with connect(litellm_db) as connection:
+        found = connection.execute("SELECT counts FROM litellm_reconcile.runs").fetchone()
+    assert found is not None
+    assert sum(value["events"] for value in found[0]["unexplained"].values()) == 0
