@@ -7,6 +7,7 @@ import dataclasses
 import datetime as dt
 import enum
 import logging
+import signal
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -156,12 +157,14 @@ def backfill(
     now: dt.datetime | None = None,
     progress: Progress | None = None,
     entered: Callable[[int], None] | None = None,
+    leaving: Callable[[signal.Signals], None] | None = None,
 ) -> RunSummary:
     """Reconcile the window of `settings`: list, match, send what is missing, record it all.
 
     A window ending after now - settle is refused (ConfigError): events for its last stretch
     may still arrive. Rows whose events may still arrive are held back (`too_recent`).
-    `entered` hears the run's id once this process works on it (see reconcile_window).
+    `entered` hears the run's id once this process works on it, `leaving` the signal to pass on
+    to other workers it started when it leaves cut short (see reconcile_window).
     """
     now = now or dt.datetime.now(dt.UTC)
     settle_point = now - settings.settle
@@ -189,6 +192,7 @@ def backfill(
             now=now,
             progress=progress,
             entered=entered,
+            leaving=leaving,
         )
 
 
@@ -272,6 +276,7 @@ def run(
     stop: Stop | None = None,
     progress: Progress | None = None,
     entered: Callable[[int], None] | None = None,
+    leaving: Callable[[signal.Signals], None] | None = None,
 ) -> RunSummary | None:
     """The nightly job: reconcile from where its last full coverage ended (None: nothing yet).
 
@@ -311,6 +316,7 @@ def run(
             stop=stop,
             progress=progress,
             entered=entered,
+            leaving=leaving,
         )
 
 

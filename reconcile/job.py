@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import logging
+import signal
 from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import Any
@@ -43,6 +44,7 @@ def reconcile_window(
     stop: Stop | None = None,
     progress: Progress | None = None,
     entered: Callable[[int], None] | None = None,
+    leaving: Callable[[signal.Signals], None] | None = None,
 ) -> RunSummary:
     """Reconcile one window end to end as a worker of its run; the ledger records how it ends.
 
@@ -54,7 +56,9 @@ def reconcile_window(
     next; a part claimed again goes on from its last committed slice. The worker that
     finishes the last part records the run and returns its whole summary; the others return
     theirs (`RunSummary.parts`). `progress` hears of each step; `entered`, of the run's id
-    once this worker is in (to start more workers of it: `settings.join`).
+    once this worker is in (to start more workers of it: `settings.join`); `leaving`, of the
+    signal to pass on to them when this worker leaves its part cut short (SIGTERM for an
+    error), before it gives the part up: it is then the last to leave and its reason the run's.
 
     `source` labels the spend-log database (no password), `source_id` identifies it by what
     its server says it is. Rows whose events may still arrive (endTime + max delay after
@@ -104,7 +108,7 @@ def reconcile_window(
                 inside.parts, claim.window,
             )  # fmt: skip
         state = _part(database, client, ledger, settings, claim, worker, now, confirm, stop,
-                      progress)  # fmt: skip
+                      progress, leaving)  # fmt: skip
         if state is not None:
             done_here.append(state)
         claim = None
@@ -168,6 +172,7 @@ def _part(
     confirm: Callable[[Plan], bool] | None,
     stop: Stop,
     progress: Progress | None,
+    leaving: Callable[[signal.Signals], None] | None,
 ) -> dict[str, Any] | None:
     """One part, from its last committed slice: what it added up to (None: its lease lost)."""
     run_id = claim.run_id
@@ -189,6 +194,8 @@ def _part(
         log.warning("%s", lost)
         return None
     except Interrupted as interruption:
+        if leaving is not None:
+            leaving(stop.signal or signal.SIGTERM)
         _settle(summary, client, requests_before)
         message = sending.interrupted(str(interruption), summary, passing.phase)
         if not _give_up(ledger, settings, claim, worker, ("interrupted", message), summary):
@@ -197,6 +204,8 @@ def _part(
             message = message.replace(recorded, goes_on)
         raise Interrupted(message) from None
     except BaseException as error:
+        if leaving is not None:
+            leaving(signal.SIGTERM)
         _settle(summary, client, requests_before)
         failure = ("failed", f"{type(error).__name__}: {error}")
         _give_up(ledger, settings, claim, worker, failure, summary)

@@ -294,3 +294,44 @@ def test_workers_of_a_restarted_run_join_it_and_one_too_late_does_nothing(
     assert "run 2 ended before this worker joined it" in late.stderr
     assert run_rows(database) == [(1, "succeeded"), (2, "succeeded")]
     billed_once(lago, rows)
+
+
+def run_errors(database: Database) -> list[tuple[str, str | None]]:
+    with connect(database) as connection:
+        return [
+            (status, error)
+            for status, error in connection.execute(
+                "SELECT status, error FROM litellm_reconcile.runs ORDER BY id"
+            ).fetchall()
+        ]
+
+
+@pytest.mark.parametrize("cut", ["sigint", "lago-down"])
+def test_workers_stopped_by_their_parent_leave_it_the_runs_end(
+    day: tuple[Database, list[SpendLog]],  # noqa: F811
+    lago: LagoEmulator,  # noqa: F811
+    cut: str,
+) -> None:
+    """The process that started --workers, cut short (Ctrl-C, or Lago down past the retry
+    budget), stops its workers first: it is the last to leave, so the run is recorded with its
+    reason (not the SIGTERM its workers got), and it says so."""
+    database, _ = day
+    lago.faults.latency(0.1)
+    env = {**environment(database, lago), "RECONCILE_LAGO_RETRY_BUDGET": "2"}
+    parent = worker([*COMMAND, "--workers", "2", "--part", "3h"], env)
+    wait_for(lambda: committed(database) >= 2 and len(
+        {holder for _, status, holder, _ in parts_rows(database) if status == "working"}
+    ) == 2)  # fmt: skip
+    if cut == "sigint":
+        parent.send_signal(signal.SIGINT)
+    else:
+        lago.faults.server_error(10_000)
+    _, said = parent.communicate(timeout=240)
+    assert parent.returncode == (5 if cut == "sigint" else 1), said
+    [(status, error)] = run_errors(database)
+    if cut == "sigint":
+        assert (status, "SIGTERM" in (error or "")) == ("interrupted", False), error
+        assert "run 1 is recorded as interrupted" in said
+    else:
+        assert status == "failed" and "503" in (error or ""), error
+    assert all(status != "working" for _, status, _, _ in parts_rows(database))

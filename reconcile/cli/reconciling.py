@@ -314,7 +314,7 @@ def backfill(
     ):
         summary = commands.backfill(
             source, lago, state, job, confirm=confirm, stop=stop, progress=tell,
-            entered=workers.start,
+            entered=workers.start, leaving=workers.stop,
         )  # fmt: skip
     summary = _whole_run(summary, state, workers.codes)
     _finish(ctx, summary, source, lago.shown, workers.codes)
@@ -389,7 +389,7 @@ def run(
     ):
         summary = commands.run(
             source, lago, state, job, schedule, now=now, stop=stop, progress=tell,
-            entered=workers.start,
+            entered=workers.start, leaving=workers.stop,
         )  # fmt: skip
     if summary is not None:
         codes = workers.codes

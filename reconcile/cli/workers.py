@@ -13,6 +13,8 @@ from collections.abc import Iterator
 
 log = logging.getLogger(__name__)
 
+_PATIENCE = dt.timedelta(minutes=2)  # a child stops between two batches: seconds, as a rule
+
 
 class LocalWorkers:
     """The processes this one starts, once it is in a run, to work on it beside it."""
@@ -40,6 +42,23 @@ class LocalWorkers:
         log.info("started %s more worker process(es) on run %s: %s", len(self.children), run_id,
                  ", ".join(str(child.pid) for child in self.children))  # fmt: skip
 
+    def stop(self, signum: signal.Signals) -> None:
+        """Pass this process's stop on to them, and wait until they have left the run.
+
+        Called before this process gives its own part up, so that it is the last to leave and
+        records the run's end with its own reason (an error, or the signal it got); a child
+        that takes longer than _PATIENCE to stop is killed.
+        """
+        for child in self.children:
+            if child.poll() is None:
+                child.send_signal(signum)
+        for child in self.children:
+            try:
+                child.wait(_PATIENCE.total_seconds())
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
+
 
 @contextlib.contextmanager
 def local_workers(workers: int, part: dt.timedelta | None) -> Iterator[LocalWorkers]:
@@ -51,7 +70,8 @@ def local_workers(workers: int, part: dt.timedelta | None) -> Iterator[LocalWork
     each in a session of its own (a terminal's Ctrl-C reaches this process only, which
     passes it on once); their stdout goes nowhere (this process prints the run's summary).
     Their exit codes are in `codes` once the block ends; a block cut short (a signal, an
-    error) passes SIGTERM on to them first.
+    error) passes SIGTERM on to those still running first (`stop` passes the signal on
+    sooner, from inside the run).
     """
     started = LocalWorkers(workers, part)
     try:
