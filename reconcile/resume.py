@@ -30,6 +30,13 @@ log = logging.getLogger(__name__)
 RESUMABLE = ("running", "interrupted", "failed")
 #: Recorded settings that may differ between a run and its resumption.
 VOLATILE = ("reconcile_version", "resumed")
+#: The option (or setting) each recorded setting comes from, as messages name it.
+OPTIONS = {
+    "skew_seconds": "--skew", "max_delay_seconds": "--max-delay",
+    "longest_request_seconds": "--longest-request", "settle_seconds": "--settle",
+    "slice_seconds": "--slice", "part_seconds": "--part", "customers": "--customer",
+    "dry_run": "--dry-run", "max_events": "--max-events", "lago_api_base": "LAGO_API_BASE",
+}  # fmt: skip
 #: The counts restored on resuming, besides the rows' tally and the money.
 COUNTS = ("expected", "listed", "matched_by_id", "matched_by_fingerprint", "missing",
           "too_recent", "sent", "already_in_lago", "lago_requests")  # fmt: skip
@@ -82,9 +89,9 @@ def find_run(
 
 
 def differences(before: dict[str, Any], recorded: dict[str, Any]) -> list[str]:
-    """The recorded settings that differ between two runs (what may differ left out)."""
+    """The options whose recorded settings differ between two runs (what may differ left out)."""
     old, new = _comparable(before), _comparable(recorded)
-    return sorted(key for key in {*old, *new} if old.get(key) != new.get(key))
+    return sorted(OPTIONS.get(key, key) for key in {*old, *new} if old.get(key) != new.get(key))
 
 
 def noted(before: dict[str, Any], now: dt.datetime) -> dict[str, Any]:

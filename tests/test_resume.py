@@ -143,7 +143,7 @@ def test_restart_starts_over_and_other_settings_do_not_resume(
     other = subprocess.run([*COMMAND, "--max-delay", "30m"], env=env, capture_output=True,
                            text=True, timeout=120, check=False)  # fmt: skip
     assert other.returncode == 0, other.stderr
-    assert "had other settings (max_delay_seconds): starting over" in other.stderr
+    assert "had other settings (--max-delay): starting over" in other.stderr
     again = subprocess.run([*COMMAND, "--restart"], env=env, capture_output=True, text=True,
                            timeout=120, check=False)  # fmt: skip
     assert again.returncode == 0, again.stderr

@@ -184,6 +184,10 @@ def test_another_run_under_way_is_refused_and_the_same_one_joined(
         assert refused.returncode == 4, refused.stderr
         assert "run 1" in refused.stderr and "under way" in refused.stderr
         assert "differs in: the window" in refused.stderr
+        other_part = subprocess.run([*command, "--part", "6h"], env=env, capture_output=True,
+                                    text=True, timeout=120, check=False)  # fmt: skip
+        assert other_part.returncode == 4, other_part.stderr
+        assert "differs in: --part" in other_part.stderr
         joining = worker(command, env)
         assert joining.stderr is not None
         said = [joining.stderr.readline() for _ in range(1)]
