@@ -193,10 +193,8 @@ def run_summary(summary: RunSummary, *, lago: str) -> str:
         lines += ["", *plan_lines(summary.plan)]
     lines += _warnings(summary)
     timings = ", ".join(f"{stage} {seconds:.1f} s" for stage, seconds in summary.seconds.items())
-    lines += [
-        "",
-        textwrap.fill(f"Lago requests: {summary.lago_requests:,}. Time: {timings}.", WIDTH),
-    ]
+    timed = f" Time: {timings}." if timings else ""
+    lines += ["", textwrap.fill(f"Lago requests: {summary.lago_requests:,}.{timed}", WIDTH)]
     return "\n".join(lines)
 
 

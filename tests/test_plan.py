@@ -9,12 +9,14 @@ from decimal import Decimal
 
 import pandas as pd
 from conftest import DAY, ENV_NAMES, LAGO_KEY
+from test_reconcile_e2e import job
 
 from reconcile import render
+from reconcile.attribute import Tally
 from reconcile.lago_emulator import LagoEmulator
 from reconcile.postgres import Database
 from reconcile.report.display import width
-from reconcile.results import Plan
+from reconcile.results import Plan, RunSummary
 from reconcile.testing.factory import SpendLogFactory
 
 
@@ -96,3 +98,14 @@ def test_on_a_terminal_the_plan_comes_before_the_question_and_no_sends_nothing(
     assert stderr.index("to send, per customer") < question
     assert stderr.index("total (") < question
     assert lago.stored_events() == []
+
+
+def test_a_summary_with_no_stage_timed_says_no_time() -> None:
+    """A worker that found no part to work on timed nothing: no dangling "Time: ."."""
+    summary = RunSummary(run_id=1, settings=job(), tally=Tally())
+    text = render.run_summary(summary, lago="http://lago")
+    assert text.splitlines()[-1] == "Lago requests: 0."
+    summary.seconds["read and match"] = 1.25
+    assert render.run_summary(summary, lago="http://lago").endswith(
+        "Lago requests: 0. Time: read and match 1.2 s."
+    )

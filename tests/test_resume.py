@@ -176,6 +176,7 @@ def test_progress_is_a_bar_for_people_and_a_line_per_slice_for_cron(
     else:
         assert "slice/s" not in done.stderr
         assert len(lines) >= 24  # a day of one-hour slices, one line each
+        assert not any("slice 0 of" in line for line in lines)  # counted from the first done
         assert "rows read" in lines[-1] and "events listed" in lines[-1]
 
 

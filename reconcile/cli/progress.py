@@ -60,12 +60,14 @@ def progress(shown: bool | None) -> Iterator[Progress]:
             bar.update(done - bar.n)
             bar.set_postfix(figures, refresh=False)
             return
+        if not done:  # the first read, before a slice is whole: a line once one is
+            return
         elapsed = time.monotonic() - started
-        left = elapsed / done * (step.slices_total - done) if done else None
+        left = elapsed / done * (step.slices_total - done)
         log.info(
-            "slice %s of %s: %s rows read, %s events listed, %s sent%s",
+            "slice %s of %s: %s rows read, %s events listed, %s sent, about %.0f s left",
             f"{done:,}", f"{step.slices_total:,}", figures["rows"], figures["listed"],
-            figures["sent"], f", about {left:.0f} s left" if left is not None else "",
+            figures["sent"], left,
         )  # fmt: skip
 
     try:

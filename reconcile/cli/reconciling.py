@@ -487,9 +487,11 @@ def _finish(
     lago: str,
     codes: list[int] | None = None,
 ) -> None:
-    click.echo(render.run_summary(summary, lago=lago), err=True)
+    started_by_workers = summary.settings.join is not None  # --workers' own: its parent tells
+    if not started_by_workers:
+        click.echo(render.run_summary(summary, lago=lago), err=True)
     absent: tuple[str, ...] = ()
-    if summary.parts.finished_here:  # else a worker's share: no report of the window from it
+    if summary.parts.finished_here and not started_by_workers:  # else a worker's share
         report = run_report(summary, source=str(source), lago=lago)
         click.echo("\n" + summary_text(report), err=True)
         absent = report.absent_customers
