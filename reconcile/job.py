@@ -99,7 +99,11 @@ def reconcile_window(
             with stop.deferred():
                 claim = leases.claim(ledger, inside.run_id, worker, settings.lease)
         if claim is None:
-            if not _wait_for_parts(ledger, inside.run_id, settings, stop):
+            try:
+                waiting = _wait_for_parts(ledger, inside.run_id, settings, stop)
+            except Interrupted:
+                raise _left_waiting(inside.run_id, stop, leaving) from None
+            if not waiting:
                 break
             continue
         if inside.parts > 1:
@@ -159,6 +163,25 @@ def _wait_for_parts(ledger: Ledger, run_id: int, settings: JobSettings, stop: St
         stop.pause(min(settings.lease.total_seconds() / 3, 5.0))
     stop.check()
     return True
+
+
+def _left_waiting(
+    run_id: int, stop: Stop, leaving: Callable[[signal.Signals], None] | None
+) -> Interrupted:
+    """A worker stopped while it waited, holding no part: what it leaves behind."""
+    name = stop.signal.name if stop.signal is not None else "a stop"
+    if leaving is None:
+        return Interrupted(
+            f"interrupted by {name} while waiting for the other workers of run {run_id}, "
+            "holding no part: the run goes on with them"
+        )
+    leaving(stop.signal or signal.SIGTERM)
+    return Interrupted(
+        f"interrupted by {name} while waiting for the other workers of run {run_id}, holding "
+        "no part; the workers this process started were stopped too, and the run goes on with "
+        "those it did not start, if any; run the same command again to go on from its last "
+        "committed slices"
+    )
 
 
 def _part(

@@ -340,3 +340,39 @@ def test_workers_stopped_by_their_parent_leave_it_the_runs_end(
     else:
         assert status == "failed" and "503" in (error or ""), error
     assert all(status != "working" for _, status, _, _ in parts_rows(database))
+
+
+def test_a_waiting_parent_stopped_stops_its_workers_and_leaves_the_run_to_the_others(
+    day: tuple[Database, list[SpendLog]],  # noqa: F811
+    lago: LagoEmulator,  # noqa: F811
+) -> None:
+    """A process holding no part (another worker has the only one) waits; Ctrl-C then stops
+    the workers it started too and says what it leaves: exit 5, the run goes on and ends with
+    the worker that holds its part, each row billed once."""
+    database, rows = day
+    lago.faults.latency(0.05)
+    command = [*COMMAND, "--part", "24h", "--lease", "60s"]
+    env = environment(database, lago)
+    holder = worker(command, env, quiet=True)
+    try:
+        wait_for(lambda: committed(database) >= 1)
+        holder.send_signal(signal.SIGSTOP)  # alive, its lease too: its part stays its own
+        parent = worker([*command, "--workers", "2"], env)
+        assert parent.stderr is not None
+        said = [parent.stderr.readline()]
+        while said[-1].count("waiting until") < 1:
+            said.append(parent.stderr.readline())
+            assert said[-1], "".join(said)
+        time.sleep(1)  # its worker started, waiting too
+        parent.send_signal(signal.SIGINT)
+        _, rest = parent.communicate(timeout=120)
+        said.append(rest)
+        assert parent.returncode == 5, "".join(said)
+        assert "interrupted by SIGINT while waiting for the other workers of run 1" in rest
+        assert "were stopped too" in rest
+        assert run_rows(database) == [(1, "running")]
+    finally:
+        holder.send_signal(signal.SIGCONT)
+    assert holder.wait(timeout=300) == 0
+    billed_once(lago, rows)
+    assert run_rows(database) == [(1, "succeeded")]
