@@ -371,6 +371,9 @@ def test_a_waiting_parent_stopped_stops_its_workers_and_leaves_the_run_to_the_ot
         assert "interrupted by SIGINT while waiting for the other workers of run 1" in rest
         assert "were stopped too" in rest
         assert run_rows(database) == [(1, "running")]
+    except BaseException:
+        holder.kill()
+        raise
     finally:
         holder.send_signal(signal.SIGCONT)
     assert holder.wait(timeout=300) == 0
