@@ -224,6 +224,9 @@ def _part(
         if not _give_up(ledger, settings, claim, worker, ("interrupted", message), summary):
             recorded = f"run {run_id} is recorded as interrupted"
             goes_on = f"run {run_id} goes on with its other workers (this part is free for them)"
+            if settings.join is not None:  # a --workers copy: its parent tells how the run ends
+                goes_on = f"this part of run {run_id} is free again; the process that started "
+                goes_on += "this worker tells how the run ends"
             message = message.replace(recorded, goes_on)
         raise Interrupted(message) from None
     except BaseException as error:

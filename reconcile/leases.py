@@ -19,6 +19,7 @@ import socket
 import threading
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -272,19 +273,24 @@ def take_over_local_dead(ledger: Ledger, run_id: int) -> int:
     for (worker,) in rows:
         name, _, rest = str(worker).partition(":")
         pid = rest.partition(":")[0]
-        if name == host and pid.isdigit() and not _alive(int(pid)):
+        if name == host and pid.isdigit() and not alive(int(pid)):
             gone.append(str(worker))
     return ledger.execute(statements.expire(run_id, gone)).rowcount if gone else 0
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
+    """Whether a process of this host still runs: a zombie (ended, not yet reaped) does not."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:  # another user's: alive
         return True
-    return True
+    try:  # Linux: the state after the command's name in parentheses
+        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except (OSError, IndexError):
+        return True
+    return state != "Z"
 
 
 class Heartbeat:

@@ -2,11 +2,13 @@
 
 import datetime as dt
 import itertools
+import os
 import signal
 import subprocess
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from test_reconcile_e2e import billable, billed_once, callback
@@ -333,6 +335,7 @@ def test_workers_stopped_by_their_parent_leave_it_the_runs_end(
         lago.faults.server_error(10_000)
     _, said = parent.communicate(timeout=240)
     assert parent.returncode == (5 if cut == "sigint" else 1), said
+    assert "goes on with its other workers" not in said  # its copy's words too (same stderr)
     [(status, error)] = run_errors(database)
     if cut == "sigint":
         assert (status, "SIGTERM" in (error or "")) == ("interrupted", False), error
@@ -377,5 +380,49 @@ def test_a_waiting_parent_stopped_stops_its_workers_and_leaves_the_run_to_the_ot
     finally:
         holder.send_signal(signal.SIGCONT)
     assert holder.wait(timeout=300) == 0
+    billed_once(lago, rows)
+    assert run_rows(database) == [(1, "succeeded")]
+
+
+def test_a_worker_ended_but_not_yet_reaped_is_gone() -> None:
+    """A --workers copy killed while its parent waits is a zombie until reaped: its part must
+    be free at once all the same, not after its lease."""
+    child = subprocess.Popen(["sleep", "60"])
+    assert leases.alive(child.pid)
+    child.kill()
+    wait_for(lambda: "Z" in _state(child.pid), seconds=10)
+    assert not leases.alive(child.pid)
+    child.wait()
+    assert not leases.alive(child.pid)
+
+
+def _state(pid: int) -> str:
+    return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+
+
+def test_a_copy_killed_leaves_its_part_to_its_parent_at_once(
+    day: tuple[Database, list[SpendLog]],  # noqa: F811
+    lago: LagoEmulator,  # noqa: F811
+) -> None:
+    """kill -9 of a --workers copy: its parent claims its part at once (not after the 5-minute
+    lease), ends the run whole and says what happened; exit 0, each row billed once."""
+    database, rows = day
+    lago.faults.latency(0.1)
+    parent = worker([*COMMAND, "--workers", "2", "--part", "6h", "--lease", "300s"],
+                    environment(database, lago))  # fmt: skip
+
+    def copy_pid() -> int | None:
+        holders = [holder or "" for _, status, holder, _ in parts_rows(database)
+                   if status == "working"]  # fmt: skip
+        pids = {int(holder.split(":")[1]) for holder in holders} - {parent.pid}
+        return next(iter(pids), None)
+
+    wait_for(lambda: copy_pid() is not None and committed(database) >= 2)
+    pid = copy_pid()
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    _, said = parent.communicate(timeout=200)
+    assert parent.returncode == 0, said
+    assert "was killed by signal 9; the others did its part: the run is whole" in said
     billed_once(lago, rows)
     assert run_rows(database) == [(1, "succeeded")]

@@ -499,11 +499,16 @@ def _finish(
         for event in summary.plan.sample[:5]:  # a sample of what would be sent: data, on stdout
             click.echo(json.dumps(event, ensure_ascii=False))
     failed = [code for code in codes or [] if code]
-    if failed and not summary.parts.finished_here:
+    if failed:
         code = failed[0]
         how = f"exited with {code}" if code > 0 else f"was killed by signal {-code}"
-        click.echo(f"a worker process {how}: see its log above; run again to go on", err=True)
-        ctx.exit(code if code > 0 else 1)
+        if summary.parts.finished_here:  # its part was done again by another: nothing is lost
+            click.echo(f"a worker process {how}; the others did its part: the run is whole",
+                       err=True)  # fmt: skip
+        else:
+            click.echo(f"a worker process {how}: see its log above; run again to go on",
+                       err=True)  # fmt: skip
+            ctx.exit(code if code > 0 else 1)
     if not summary.complete:
         ctx.exit(EXIT_UNSENT)
     if absent and len(absent) == len(summary.settings.customers):  # a typo, most likely
