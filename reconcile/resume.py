@@ -35,7 +35,7 @@ OPTIONS = {
     "skew_seconds": "--skew", "max_delay_seconds": "--max-delay",
     "longest_request_seconds": "--longest-request", "settle_seconds": "--settle",
     "slice_seconds": "--slice", "part_seconds": "--part", "customers": "--customer",
-    "dry_run": "--dry-run", "max_events": "--max-events", "lago_api_base": "LAGO_API_BASE",
+    "dry_run": "--dry-run", "max_events": "--max-events", "lago_api_base": "--lago-api-base",
 }  # fmt: skip
 #: The counts restored on resuming, besides the rows' tally and the money.
 COUNTS = ("expected", "listed", "matched_by_id", "matched_by_fingerprint", "missing",
@@ -108,10 +108,10 @@ def progress(ledger_slices: list[tuple[int, dict[str, Any]]]) -> Resumed | None:
         lines.merge(Tallies.from_json(state["lines"]))
     number, last = ledger_slices[-1]
     frontier = last["frontier"]
-    log.info(
-        "going on from slice %s: everything before %s is decided",
-        number + 1, from_ms(frontier["decided_ms"]).isoformat(),
-    )  # fmt: skip
+    log.info(  # the time, not the commit's number: commits count margins read again too
+        "going on from %s: everything before it is decided",
+        from_ms(frontier["decided_ms"]).isoformat(),
+    )
     return Resumed(
         next_slice=number + 1,
         frontier=Frontier(
