@@ -237,16 +237,9 @@ def _step(
         in_lago = pa.array(
             [name for name, _ in [*report.delivered, *report.already_in_lago]], pa.string()
         )
-        sent_rows = rows.select(
-            ["transaction_id", "external_subscription_id", "start_ms", "response_cost"]
-        )
-        add_sent(
-            added,
-            sent_rows.filter(pc.is_in(sent_rows.column("transaction_id"), value_set=in_lago)),
-            summary.run_id or 0,
-            label,
-        )
         held = rows.filter(pc.is_in(rows.column("transaction_id"), value_set=in_lago))
+        columns = ["transaction_id", "external_subscription_id", "start_ms", "response_cost"]
+        add_sent(added, held.select(columns), summary.run_id or 0, label)
         passing.sent_near += zip(
             held.column("transaction_id").to_pylist(),
             held.column("external_subscription_id").to_pylist(),
