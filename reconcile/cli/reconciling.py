@@ -122,7 +122,8 @@ def _common_options(function: F) -> F:
             show_envvar=True,
             metavar="N",
             help="Share the window among N processes on this machine, workers of one run: "
-            "it is cut into parts (--part), each claimed by one worker at a time.",
+            "it is cut into parts (--part), each claimed by one worker at a time. Ctrl-C or "
+            "an error here stops them all; the run is recorded with its reason.",
         ),
         click.option(
             "--part",
@@ -288,7 +289,7 @@ def backfill(
     With --workers N (or --part), the window is cut into parts leased to workers: N processes
     here, or any process running the same command and settings (a Kubernetes Indexed Job's
     pods, cron/reconcile-backfill-indexed-job.yaml) joins the run; a dead worker's part is
-    claimed again once its --lease expires.
+    claimed again once its --lease expires (at once if it was a process of this machine).
 
     \b
     Example:
